@@ -1,0 +1,76 @@
+# Toolgate — build, run and test. `make run` and `make test` install what is missing first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO_LEPTOS_VERSION := 0.3.11
+WASM_BINDGEN_VERSION := 0.2.130
+TOOLCHAIN := $(shell sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+CARGO_BIN := $(HOME)/.cargo/bin
+export PATH := $(CARGO_BIN):$(PATH)
+
+# The same environment cargo-leptos gives its server build, so `cargo test` and `cargo clippy`
+# reuse its compiled dependencies instead of building everything a second time.
+LEPTOS_ENV := LEPTOS_OUTPUT_NAME=toolgate LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg \
+	LEPTOS_SITE_ADDR=127.0.0.1:8080 LEPTOS_RELOAD_PORT=3011 LEPTOS_LIB_DIR=frontend LEPTOS_BIN_DIR=server \
+	LEPTOS_JS_MINIFY=false LEPTOS_HASH_FILES=false RUSTFLAGS="--cfg erase_components"
+SERVER_PKGS := -p toolgate -p toolgate-domain -p toolgate-app
+TOOLGATE_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
+export TOOLGATE_TEST_POSTGRES_URL
+
+.PHONY: help deps rust-deps test-deps build release run test lint fmt unit external clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+
+rust-deps: ## Pinned toolchain with the wasm target, cargo-leptos and wasm-bindgen-cli
+	@command -v rustup >/dev/null || { echo "rustup is required"; exit 1; }
+	@rustup toolchain list | grep -q "^$(TOOLCHAIN)" || rustup toolchain install $(TOOLCHAIN) --profile minimal -c rustfmt -c clippy -t wasm32-unknown-unknown
+	@rustup +$(TOOLCHAIN) target list --installed | grep -q wasm32-unknown-unknown || rustup +$(TOOLCHAIN) target add wasm32-unknown-unknown
+	@cargo leptos --version 2>/dev/null | grep -q "$(CARGO_LEPTOS_VERSION)" || \
+		{ echo "installing cargo-leptos $(CARGO_LEPTOS_VERSION) (debug build: minutes, not the release build's half hour)"; \
+		  cargo +$(TOOLCHAIN) install cargo-leptos --version $(CARGO_LEPTOS_VERSION) --locked --debug; }
+	@wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)" || \
+		{ echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION)"; \
+		  cargo +$(TOOLCHAIN) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) --debug; }
+
+deps: rust-deps ## Everything `make run` needs
+
+test-deps: rust-deps ## Everything `make test` needs: also Chromium, Node and Python test tools
+	@bash scripts/test-deps.sh
+
+build: deps ## Debug build of server + hydrated wasm (target/debug/toolgate, target/site)
+	cargo leptos build
+
+release: deps ## Release build; wasm-opt comes from Debian's binaryen when missing
+	@command -v wasm-opt >/dev/null || { apt-get update -qq && apt-get install -y -qq binaryen; }
+	cargo leptos build --release
+	@ls -la target/release/toolgate target/site/pkg
+
+run: build ## Build, create data/ and a first admin (password printed once), serve on :8080
+	@mkdir -p data
+	@if [ ! -f data/.admin-created ]; then \
+		pw=$$(head -c 18 /dev/urandom | base64 | tr -d '/+=' | head -c 20); \
+		TOOLGATE_ADMIN_PASSWORD=$$pw ./target/debug/toolgate admin create --username admin && \
+		touch data/.admin-created && \
+		echo "" && echo "  First admin: user 'admin', password '$$pw' (shown once)" && echo ""; \
+	fi
+	./target/debug/toolgate serve
+
+fmt: ## Format the code
+	cargo fmt --all
+
+lint: rust-deps ## rustfmt check, clippy (server and wasm) with warnings as errors
+	cargo fmt --all -- --check
+	$(LEPTOS_ENV) cargo clippy $(SERVER_PKGS) --all-targets -- -D warnings
+	cargo clippy -p toolgate-frontend --target wasm32-unknown-unknown -- -D warnings
+
+unit: build ## Rust unit and integration tests (SQLite and PostgreSQL)
+	$(LEPTOS_ENV) cargo test $(SERVER_PKGS)
+
+external: build test-deps ## Third-party client (MCP Python SDK) and browser (Playwright) tests
+	bash scripts/test-external.sh
+
+test: test-deps lint build unit external ## Everything CI runs
+
+clean: ## Remove build output
+	cargo clean

@@ -1,0 +1,95 @@
+//! Toolgate's admin dashboard: the HTML shell, the router, the layout and the pages. Server
+//! functions (in `server_fns`) are thin: check the signed-in role, call the domain store.
+
+#![recursion_limit = "256"]
+
+pub mod auth;
+pub mod pages;
+pub mod server_fns;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{A, Outlet, ParentRoute, Route, Router, Routes};
+use leptos_router::path;
+
+/// The HTML document the server renders around the app.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The dashboard: a login page and the signed-in area with its navigation.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/toolgate.css" />
+        <Title text="Toolgate" />
+        <Router>
+            <Routes fallback=|| view! { <main class="narrow"><h1>"Not found"</h1><p><a href="/">"Back to the overview"</a></p></main> }>
+                <Route path=path!("/login") view=pages::login::LoginPage />
+                <ParentRoute path=path!("") view=Layout>
+                    <Route path=path!("") view=pages::overview::OverviewPage />
+                    <Route path=path!("/connectors") view=pages::connectors::ConnectorsPage />
+                    <Route path=path!("/groups") view=pages::groups::GroupsPage />
+                    <Route path=path!("/audit") view=pages::audit::AuditPage />
+                    <Route path=path!("/approvals") view=|| view! { <pages::Coming title="Approvals" what="Approver inbox for just-in-time elevation and per-call approval." /> } />
+                    <Route path=path!("/users") view=|| view! { <pages::Coming title="Users" what="People provisioned by SCIM from Microsoft Entra, with their groups and tokens." /> } />
+                    <Route path=path!("/service-principals") view=|| view! { <pages::Coming title="Service principals" what="Identities for unattended agents." /> } />
+                    <Route path=path!("/settings") view=|| view! { <pages::Coming title="Settings" what="Sign-in with Entra, SCIM tokens, role mappings." /> } />
+                </ParentRoute>
+            </Routes>
+        </Router>
+    }
+}
+
+/// Navigation and signed-in user around every page but the login.
+#[component]
+fn Layout() -> impl IntoView {
+    let me = Resource::new(|| (), |_| server_fns::whoami());
+    let logout = ServerAction::<server_fns::Logout>::new();
+    view! {
+        <div class="layout">
+            <nav class="sidebar" aria-label="Main">
+                <div class="brand">"Toolgate"</div>
+                <A href="/" exact=true>"Overview"</A>
+                <A href="/connectors">"Connectors"</A>
+                <A href="/groups">"Groups & policies"</A>
+                <A href="/audit">"Audit"</A>
+                <span class="nav-section">"Coming"</span>
+                <A href="/approvals">"Approvals" <span class="badge">"coming"</span></A>
+                <A href="/users">"Users" <span class="badge">"coming"</span></A>
+                <A href="/service-principals">"Service principals" <span class="badge">"coming"</span></A>
+                <A href="/settings">"Settings" <span class="badge">"coming"</span></A>
+            </nav>
+            <div class="content">
+                <header class="topbar">
+                    <Suspense fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            let name = me.await.ok().flatten().map(|u| u.username).unwrap_or_default();
+                            view! { <span class="whoami">"Signed in as " <strong>{name}</strong></span> }
+                        })}
+                    </Suspense>
+                    <ActionForm action=logout>
+                        <button type="submit" class="link">"Sign out"</button>
+                    </ActionForm>
+                </header>
+                <main>
+                    <Outlet />
+                </main>
+            </div>
+        </div>
+    }
+}

@@ -1,0 +1,251 @@
+//! Server functions behind the dashboard. Each checks the caller first, then calls the domain
+//! store; no SQL here. URLs are fixed (`/fn/<name>`) so they stay stable across builds.
+
+use crate::auth::DashboardUser;
+use leptos::prelude::*;
+use toolgate_domain::model::{AuditEvent, Connector, GroupDetail, Overview, User};
+
+#[cfg(feature = "ssr")]
+use crate::auth::{DashboardRole, SESSION_USER_KEY, context, require_admin, session};
+
+/// Domain errors shown to the dashboard user; internal ones are logged and shown generically.
+#[cfg(feature = "ssr")]
+fn shown(e: toolgate_domain::Error) -> ServerFnError {
+    use toolgate_domain::Error as E;
+    match e {
+        E::Invalid(m) | E::Conflict(m) => ServerFnError::new(m),
+        E::NotFound(what) => ServerFnError::new(format!("{what} not found")),
+        E::Unauthenticated => ServerFnError::new("wrong user name or password"),
+        E::AuditUnavailable => ServerFnError::new("the audit log is unavailable"),
+        other => {
+            tracing::error!(error = %other, "dashboard server function failed");
+            ServerFnError::new("internal error")
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+async fn changed(ctx: &crate::auth::DashboardContext) {
+    if let Err(e) = ctx.snapshot.reload().await {
+        tracing::error!(error = %e, "policy snapshot reload failed after a dashboard change");
+    }
+}
+
+/// Signs a local administrator in. The session id is renewed (no session fixation) and the
+/// attempt is logged either way.
+#[server(prefix = "/fn", endpoint = "login")]
+pub async fn login(username: String, password: String) -> Result<(), ServerFnError> {
+    let ctx = context()?;
+    let session = session().await?;
+    match ctx.store.verify_admin(&username, &password).await {
+        Ok(account) => {
+            session
+                .cycle_id()
+                .await
+                .map_err(|_| ServerFnError::new("session error"))?;
+            let user = DashboardUser {
+                id: account.id,
+                username: account.username,
+                role: DashboardRole::Admin,
+            };
+            session
+                .insert(SESSION_USER_KEY, &user)
+                .await
+                .map_err(|_| ServerFnError::new("session error"))?;
+            tracing::info!(username = %user.username, kind = "local", "dashboard sign-in");
+            leptos_axum::redirect("/");
+            Ok(())
+        }
+        Err(toolgate_domain::Error::Unauthenticated) => {
+            tracing::warn!(username = %username, "dashboard sign-in failed");
+            Err(ServerFnError::new("wrong user name or password"))
+        }
+        Err(e) => Err(shown(e)),
+    }
+}
+
+/// Signs out: the session is deleted.
+#[server(prefix = "/fn", endpoint = "logout")]
+pub async fn logout() -> Result<(), ServerFnError> {
+    let session = session().await?;
+    session
+        .flush()
+        .await
+        .map_err(|_| ServerFnError::new("session error"))?;
+    leptos_axum::redirect("/login");
+    Ok(())
+}
+
+/// The signed-in user, if any.
+#[server(prefix = "/fn", endpoint = "whoami")]
+pub async fn whoami() -> Result<Option<DashboardUser>, ServerFnError> {
+    crate::auth::current_user().await
+}
+
+#[server(prefix = "/fn", endpoint = "overview")]
+pub async fn get_overview() -> Result<Overview, ServerFnError> {
+    let (_, ctx) = require_admin().await?;
+    ctx.store.overview().await.map_err(shown)
+}
+
+#[server(prefix = "/fn", endpoint = "connectors")]
+pub async fn list_connectors() -> Result<Vec<Connector>, ServerFnError> {
+    let (_, ctx) = require_admin().await?;
+    ctx.store.list_connectors().await.map_err(shown)
+}
+
+/// Adds a streamable-HTTP connector. `headers` holds one `Name: value` per line.
+#[server(prefix = "/fn", endpoint = "add_connector")]
+pub async fn add_connector(
+    name: String,
+    url: String,
+    headers: String,
+) -> Result<Connector, ServerFnError> {
+    let (user, ctx) = require_admin().await?;
+    let headers = parse_header_lines(&headers).map_err(ServerFnError::new)?;
+    let c = ctx
+        .store
+        .create_connector(toolgate_domain::store::NewConnector {
+            name: name.trim().to_string(),
+            transport: toolgate_domain::model::Transport::StreamableHttp,
+            url: url.trim().to_string(),
+            headers,
+        })
+        .await
+        .map_err(shown)?;
+    tracing::info!(admin = %user.username, connector = %c.name, "connector added from the dashboard");
+    changed(&ctx).await;
+    Ok(c)
+}
+
+/// Groups with members and policies, plus every user and connector (for the pickers).
+#[server(prefix = "/fn", endpoint = "groups")]
+pub async fn list_groups() -> Result<(Vec<GroupDetail>, Vec<User>, Vec<Connector>), ServerFnError> {
+    let (_, ctx) = require_admin().await?;
+    let groups = ctx.store.list_groups().await.map_err(shown)?;
+    let mut details = Vec::with_capacity(groups.len());
+    for g in groups {
+        details.push(ctx.store.group_detail(&g.id).await.map_err(shown)?);
+    }
+    let users = ctx.store.list_users().await.map_err(shown)?;
+    let connectors = ctx.store.list_connectors().await.map_err(shown)?;
+    Ok((details, users, connectors))
+}
+
+#[server(prefix = "/fn", endpoint = "create_group")]
+pub async fn create_group(display_name: String) -> Result<(), ServerFnError> {
+    let (_, ctx) = require_admin().await?;
+    ctx.store
+        .create_group(display_name.trim(), None)
+        .await
+        .map_err(shown)?;
+    changed(&ctx).await;
+    Ok(())
+}
+
+#[server(prefix = "/fn", endpoint = "add_member")]
+pub async fn add_member(group_id: String, user_id: String) -> Result<(), ServerFnError> {
+    let (_, ctx) = require_admin().await?;
+    ctx.store
+        .add_member(&group_id, &user_id)
+        .await
+        .map_err(shown)?;
+    changed(&ctx).await;
+    Ok(())
+}
+
+#[server(prefix = "/fn", endpoint = "remove_member")]
+pub async fn remove_member(group_id: String, user_id: String) -> Result<(), ServerFnError> {
+    let (_, ctx) = require_admin().await?;
+    ctx.store
+        .remove_member(&group_id, &user_id)
+        .await
+        .map_err(shown)?;
+    changed(&ctx).await;
+    Ok(())
+}
+
+/// Sets a group's allow and block patterns on a connector (comma- or line-separated).
+#[server(prefix = "/fn", endpoint = "set_policy")]
+pub async fn set_policy(
+    group_id: String,
+    connector_id: String,
+    allow: String,
+    block: String,
+) -> Result<(), ServerFnError> {
+    let (user, ctx) = require_admin().await?;
+    ctx.store
+        .put_policy(
+            &group_id,
+            &connector_id,
+            split_patterns(&allow),
+            split_patterns(&block),
+        )
+        .await
+        .map_err(shown)?;
+    tracing::info!(admin = %user.username, group = %group_id, connector = %connector_id, "policy changed from the dashboard");
+    changed(&ctx).await;
+    Ok(())
+}
+
+#[server(prefix = "/fn", endpoint = "audit")]
+pub async fn list_audit(limit: i64) -> Result<Vec<AuditEvent>, ServerFnError> {
+    let (_, ctx) = require_admin().await?;
+    ctx.store
+        .list_audit(&toolgate_domain::store::AuditQuery {
+            limit,
+            before_id: None,
+        })
+        .await
+        .map_err(shown)
+}
+
+/// `Name: value` lines into a header map; blank lines are skipped.
+pub fn parse_header_lines(
+    text: &str,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (k, v) = line
+            .split_once(':')
+            .ok_or_else(|| format!("header line {} must look like 'Name: value'", i + 1))?;
+        out.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(out)
+}
+
+/// Patterns separated by commas, spaces or new lines.
+pub fn split_patterns(text: &str) -> Vec<String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_lines() {
+        let h = parse_header_lines("Authorization: Bearer x:y\n\nX-Key:  1 ").unwrap();
+        assert_eq!(
+            h.get("Authorization").map(String::as_str),
+            Some("Bearer x:y")
+        );
+        assert_eq!(h.get("X-Key").map(String::as_str), Some("1"));
+        assert!(parse_header_lines("no colon").is_err());
+    }
+
+    #[test]
+    fn pattern_lists() {
+        assert_eq!(
+            split_patterns("echo, get_*\nadd"),
+            vec!["echo", "get_*", "add"]
+        );
+        assert!(split_patterns("  ").is_empty());
+    }
+}

@@ -1,0 +1,59 @@
+//! The audit writer: callers hand it an event and wait until it is durable; one background task
+//! groups concurrent events into one transaction (group commit), so a burst of calls costs one
+//! database round trip, not one each.
+
+use crate::store::{NewAuditEvent, Store};
+use crate::{Error, Result};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most events written in one transaction.
+const MAX_BATCH: usize = 256;
+/// Queue depth before callers wait (backpressure instead of unbounded memory).
+const QUEUE: usize = 4096;
+
+type Job = (NewAuditEvent, oneshot::Sender<Result<()>>);
+
+/// Handle to the audit writer; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AuditSink {
+    tx: mpsc::Sender<Job>,
+}
+
+impl AuditSink {
+    /// Starts the writer task on the current runtime.
+    pub fn start(store: Store) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(writer(store, rx));
+        AuditSink { tx }
+    }
+
+    /// Records one event and returns once it is committed. `AuditUnavailable` when it could not be
+    /// written: the caller must then refuse the action (fail closed).
+    pub async fn record(&self, event: NewAuditEvent) -> Result<()> {
+        let (done_tx, done_rx) = oneshot::channel();
+        self.tx
+            .send((event, done_tx))
+            .await
+            .map_err(|_| Error::AuditUnavailable)?;
+        done_rx.await.map_err(|_| Error::AuditUnavailable)?
+    }
+}
+
+async fn writer(store: Store, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let events: Vec<NewAuditEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
+        let result = store.insert_audit_batch(&events).await;
+        if let Err(e) = &result {
+            tracing::error!(error = %e, events = events.len(), "audit batch not written; calls refused");
+        }
+        for (_, done) in batch.drain(..) {
+            let r = match &result {
+                Ok(()) => Ok(()),
+                Err(_) => Err(Error::AuditUnavailable),
+            };
+            // The caller may have gone away (client disconnected); the event is written anyway.
+            let _ = done.send(r);
+        }
+    }
+}

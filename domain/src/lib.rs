@@ -1,0 +1,20 @@
+//! Toolgate's domain: the entities the dashboard and the MCP proxy share, tool-name rules and the
+//! policy engine; behind the `ssr` feature also the store, crypto, audit writer and policy snapshot.
+
+pub mod error;
+pub mod model;
+pub mod names;
+pub mod policy;
+
+#[cfg(feature = "ssr")]
+pub mod audit;
+#[cfg(feature = "ssr")]
+pub mod clock;
+#[cfg(feature = "ssr")]
+pub mod crypto;
+#[cfg(feature = "ssr")]
+pub mod snapshot;
+#[cfg(feature = "ssr")]
+pub mod store;
+
+pub use error::{Error, Result};

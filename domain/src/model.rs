@@ -1,0 +1,227 @@
+//! Entities as the dashboard, the admin API and the proxy see them. Serializable and free of
+//! server-only types so the same structs compile into the hydrated wasm dashboard.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A person, provisioned by an admin (and later by SCIM). Agents act on a user's behalf.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct User {
+    pub id: String,
+    pub user_name: String,
+    pub display_name: String,
+    pub active: bool,
+    pub external_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A group of users; policies are granted to groups.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Group {
+    pub id: String,
+    pub display_name: String,
+    pub external_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A group with its members and per-connector rules, as the Groups page shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupDetail {
+    pub group: Group,
+    pub members: Vec<User>,
+    pub policies: Vec<ToolPolicy>,
+}
+
+/// How the gateway reaches an upstream MCP server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// MCP streamable HTTP (spec 2025-03-26 and later).
+    StreamableHttp,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::StreamableHttp => "streamable_http",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "streamable_http" => Some(Transport::StreamableHttp),
+            _ => None,
+        }
+    }
+}
+
+/// An upstream MCP server the gateway holds credentials for. Header values are secrets: only
+/// their names ever leave the server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Connector {
+    pub id: String,
+    pub name: String,
+    pub transport: Transport,
+    pub url: String,
+    /// Names of the stored headers; the values are encrypted at rest and never returned.
+    pub header_names: Vec<String>,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What one group may do on one connector: tool patterns allowed and blocked (a block wins).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ToolPolicy {
+    pub group_id: String,
+    pub connector_id: String,
+    pub connector_name: String,
+    pub allow: Vec<String>,
+    pub block: Vec<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a bearer token is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// Admin API access (`/api/v1`).
+    Admin,
+    /// An agent acting for one user at `/mcp`.
+    Personal,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Admin => "admin",
+            TokenKind::Personal => "personal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(TokenKind::Admin),
+            "personal" => Some(TokenKind::Personal),
+            _ => None,
+        }
+    }
+}
+
+/// A token's metadata; the secret itself is shown once at creation and only its hash is kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiToken {
+    pub id: String,
+    pub name: String,
+    pub kind: TokenKind,
+    pub user_id: Option<String>,
+    /// The first characters of the token, to recognise it in lists and logs.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked: bool,
+}
+
+/// The policy decision recorded for a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AuditDecision {
+    Allow,
+    Deny,
+}
+
+impl AuditDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditDecision::Allow => "allow",
+            AuditDecision::Deny => "deny",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "allow" => Some(AuditDecision::Allow),
+            "deny" => Some(AuditDecision::Deny),
+            _ => None,
+        }
+    }
+}
+
+/// How a call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The upstream answered with a result.
+    Ok,
+    /// The upstream answered with a tool error (`isError: true`).
+    ToolError,
+    /// The upstream could not be reached or failed at the protocol level.
+    UpstreamError,
+    /// Policy refused the call; nothing was forwarded.
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ToolError => "tool_error",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::Denied => "denied",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ok" => Some(Outcome::Ok),
+            "tool_error" => Some(Outcome::ToolError),
+            "upstream_error" => Some(Outcome::UpstreamError),
+            "denied" => Some(Outcome::Denied),
+            _ => None,
+        }
+    }
+}
+
+/// One audited tool call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEvent {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// What happened: `tool_call` for now.
+    pub kind: String,
+    /// The user name (or token name) the call was made as.
+    pub principal: String,
+    pub principal_id: Option<String>,
+    pub connector: Option<String>,
+    pub tool: Option<String>,
+    pub decision: AuditDecision,
+    /// The rule that decided, in words.
+    pub rule: Option<String>,
+    pub outcome: Outcome,
+    pub latency_ms: f64,
+    pub error: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// Live counts for the Overview page.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Overview {
+    pub users: i64,
+    pub groups: i64,
+    pub connectors: i64,
+    pub calls_24h: i64,
+    pub denied_24h: i64,
+}

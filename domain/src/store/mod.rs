@@ -1,0 +1,247 @@
+//! The store: one storage API over SQLite (embedded default) and PostgreSQL (several replicas),
+//! chosen by the URL scheme. Queries are written once in portable SQL over sqlx's `Any` driver;
+//! each aggregate has its own module.
+
+mod admins;
+mod audit;
+mod connectors;
+mod groups;
+mod policies;
+mod sessions;
+mod tokens;
+mod users;
+
+pub use audit::{AuditQuery, NewAuditEvent};
+pub use connectors::{ConnectorSecrets, NewConnector};
+pub use policies::PolicyRow;
+pub use tokens::TokenGrant;
+pub use users::NewUser;
+
+use crate::clock::{SharedClock, to_millis};
+use crate::crypto::Cipher;
+use crate::{Error, Result};
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+use std::time::Duration;
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Which database is behind the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL names, or a clear error for anything else.
+    pub fn from_url(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(Error::invalid(
+                "database URL must start with sqlite:// or postgres://",
+            ))
+        }
+    }
+}
+
+/// Handle to the database; cheap to clone (a pool inside).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    cipher: Cipher,
+    clock: SharedClock,
+}
+
+impl Store {
+    /// Connects (creating a SQLite file and its folder on first run). Does not migrate.
+    pub async fn connect(url: &str, cipher: Cipher, clock: SharedClock) -> Result<Self> {
+        install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite_url(url)?,
+            Backend::Postgres => url.to_string(),
+        };
+        let options = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 8,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(5));
+        let options = if backend == Backend::Sqlite {
+            options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the writer; the busy timeout makes writers queue
+                    // instead of failing with SQLITE_BUSY; foreign keys are off by default in SQLite.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            })
+        } else {
+            options
+        };
+        let pool = options.connect(&url).await?;
+        Ok(Store {
+            pool,
+            backend,
+            cipher,
+            clock,
+        })
+    }
+
+    /// Applies pending migrations for this backend.
+    pub async fn migrate(&self) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATOR,
+            Backend::Postgres => &POSTGRES_MIGRATOR,
+        };
+        migrator
+            .run(&self.pool)
+            .await
+            .map_err(|e| Error::Internal(format!("migration failed: {e}")))
+    }
+
+    /// One round trip, for `/readyz`.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    pub fn cipher(&self) -> &Cipher {
+        &self.cipher
+    }
+
+    /// Closes the pool, waiting for connections to return.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn now_ms(&self) -> i64 {
+        to_millis(self.clock.now())
+    }
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Turns `sqlite://path` into a URL sqlx opens read-write-create, creating the folder.
+fn prepare_sqlite_url(url: &str) -> Result<String> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() {
+        return Err(Error::invalid("sqlite URL must name a file"));
+    }
+    if path != ":memory:" {
+        if let Some(parent) = std::path::Path::new(path).parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    Error::Internal(format!(
+                        "cannot create database folder {}: {e}",
+                        parent.display()
+                    ))
+                })?;
+            }
+        }
+    }
+    let query = if query.contains("mode=") {
+        query.to_string()
+    } else if query.is_empty() {
+        "mode=rwc".to_string()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// Maps database errors that are the caller's fault to domain errors, in one place.
+pub(crate) trait ResultExt<T> {
+    /// A unique-constraint violation becomes `Conflict(msg)`.
+    fn on_unique(self, msg: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> ResultExt<T> for std::result::Result<T, sqlx::Error> {
+    fn on_unique(self, msg: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict(msg()),
+            _ => Error::Database(e),
+        })
+    }
+}
+
+fn to_json_list(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+}
+
+fn from_json_list(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+/// Test support: a PostgreSQL URL whose connections use a fresh schema of their own.
+#[cfg(feature = "test-util")]
+pub async fn isolated_postgres_url(base: &str) -> Result<String> {
+    use sqlx::Connection;
+    install_default_drivers();
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::AnyConnection::connect(base).await?;
+    conn.execute(format!("CREATE SCHEMA {schema}").as_str())
+        .await?;
+    conn.close().await?;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_from_url() {
+        assert_eq!(
+            Backend::from_url("sqlite://data/x.db").unwrap(),
+            Backend::Sqlite
+        );
+        assert_eq!(
+            Backend::from_url("postgres://u@h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            Backend::from_url("postgresql://u@h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert!(Backend::from_url("mysql://x").is_err());
+    }
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        let dir = std::env::temp_dir().join(format!("tg-{}", new_id()));
+        let url = format!("sqlite://{}/sub/x.db", dir.display());
+        let out = prepare_sqlite_url(&url).unwrap();
+        assert!(out.ends_with("/sub/x.db?mode=rwc"), "{out}");
+        assert!(dir.join("sub").is_dir());
+        assert_eq!(
+            prepare_sqlite_url("sqlite://:memory:?cache=shared").unwrap(),
+            "sqlite://:memory:?cache=shared&mode=rwc"
+        );
+        assert!(prepare_sqlite_url("sqlite://").is_err());
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -1,0 +1,127 @@
+// The dashboard in a real browser: sign-in, hydration, adding a connector through the form, and
+// the audit page showing calls an agent made through the gateway.
+import { test, expect } from '@playwright/test';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { McpHttpClient } from '../mcp-http.mjs';
+import { logTail } from '../servers.mjs';
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: the global setup did not run`);
+  return v;
+};
+const base = () => env('E2E_BASE_URL');
+const here = path.dirname(fileURLToPath(import.meta.url));
+const screenshotPath = path.join(here, '..', 'test-results', 'audit-page.png');
+
+/** The admin API with the CLI-made admin token. */
+async function api(method, urlPath, body, expectStatus) {
+  const res = await fetch(`${base()}${urlPath}`, {
+    method,
+    headers: { Authorization: `Bearer ${env('E2E_ADMIN_TOKEN')}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  expect(res.status, `${method} ${urlPath} ${JSON.stringify(body)} -> ${text}`).toBe(expectStatus);
+  return text ? JSON.parse(text) : null;
+}
+
+test.afterEach(async ({}, testInfo) => {
+  if (testInfo.status !== testInfo.expectedStatus) {
+    for (const [name, file] of [['toolgate', process.env.E2E_TOOLGATE_LOG], ['server-everything', process.env.E2E_UPSTREAM_LOG]]) {
+      if (!file) continue;
+      const tail = logTail(file);
+      await testInfo.attach(`${name}.log`, { body: tail, contentType: 'text/plain' });
+      console.log(`----- tail of ${name} log (${file}) -----\n${tail}`);
+    }
+  }
+});
+
+test('an unauthenticated visit to / ends at the login page', async ({ page }) => {
+  await page.goto(`${base()}/`);
+  await expect(page).toHaveURL(`${base()}/login`);
+  await expect(page.locator('input[name=username]')).toBeVisible();
+  await expect(page.locator('input[name=password]')).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Sign in' })).toBeVisible();
+});
+
+test('sign in, add a connector, and see allowed and denied calls in the audit', async ({ page }) => {
+  const connector = 'everything';
+  const browserErrors = [];
+  page.on('pageerror', (e) => browserErrors.push(String(e)));
+
+  // Sign in through the form; the page must hydrate (the wasm served as application/wasm).
+  const wasm = page.waitForResponse((r) => new URL(r.url()).pathname.endsWith('.wasm'));
+  await page.goto(`${base()}/login`);
+  const wasmResponse = await wasm;
+  expect(new URL(wasmResponse.url()).pathname).toBe('/pkg/toolgate.wasm');
+  expect(wasmResponse.status()).toBe(200);
+  expect(wasmResponse.headers()['content-type']).toBe('application/wasm');
+  await page.waitForLoadState('networkidle');
+
+  await page.locator('input[name=username]').fill(env('E2E_ADMIN_USER'));
+  await page.locator('input[name=password]').fill(env('E2E_ADMIN_PASSWORD'));
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await expect(page).toHaveURL(`${base()}/`);
+  for (const name of ['Overview', 'Connectors', 'Groups & policies', 'Audit']) {
+    await expect(page.getByRole('link', { name, exact: true })).toBeVisible();
+  }
+
+  // Add a connector through the form.
+  await page.getByRole('link', { name: 'Connectors', exact: true }).click();
+  await expect(page).toHaveURL(`${base()}/connectors`);
+  const form = page.locator('#add-connector');
+  await form.locator('input[name=name]').fill(connector);
+  await form.locator('input[name=url]').fill(env('E2E_UPSTREAM_URL'));
+  await form.locator('textarea[name=headers]').fill('X-Test: 1');
+  await form.getByRole('button', { name: 'Add connector' }).click();
+  await expect(page.locator('#connectors-table td.name', { hasText: connector })).toHaveCount(1);
+  await expect(page.locator('#connectors-table')).toContainText('X-Test');
+  await expect(page.locator('#connectors-table')).not.toContainText('X-Test: 1');
+
+  // Through the admin API: a user allowed `echo` on that connector, with a personal token.
+  const list = await api('GET', '/api/v1/connectors', undefined, 200);
+  const items = Array.isArray(list) ? list : list.items;
+  const created = items.find((c) => c.name === connector);
+  expect(created, JSON.stringify(list)).toBeTruthy();
+  const user = await api('POST', '/api/v1/users', { user_name: 'e2e-agent', display_name: 'E2E Agent' }, 201);
+  const group = await api('POST', '/api/v1/groups', { display_name: 'e2e-echoers' }, 201);
+  await api('PUT', `/api/v1/groups/${group.id}/members/${user.id}`, undefined, 204);
+  await api('PUT', `/api/v1/groups/${group.id}/policies/${created.id}`, { allow: ['echo'], block: [] }, 200);
+  const { token } = await api('POST', `/api/v1/users/${user.id}/tokens`, { name: 'e2e' }, 201);
+
+  // An agent: one allowed call and one refused call through the gateway.
+  const mcp = new McpHttpClient(`${base()}/mcp`, token);
+  await mcp.initialize();
+  const allowed = await mcp.callTool(`${connector}__echo`, { message: 'from the browser test' });
+  expect(allowed.error, JSON.stringify(allowed)).toBeUndefined();
+  expect(allowed.result.content).toEqual([{ type: 'text', text: 'Echo: from the browser test' }]);
+  const denied = await mcp.callTool(`${connector}__get-env`, {});
+  expect(denied.result, JSON.stringify(denied)).toBeUndefined();
+  expect(denied.error.message).toContain(`${connector}__get-env`);
+  expect(denied.error.message).toContain('not permitted');
+  await mcp.close();
+
+  // The audit page shows both.
+  await page.getByRole('link', { name: 'Audit', exact: true }).click();
+  await expect(page).toHaveURL(`${base()}/audit`);
+  const rows = page.locator('#audit-table tbody tr');
+  const allowRow = rows.filter({ has: page.locator('td.tool', { hasText: /^echo$/ }) });
+  const denyRow = rows.filter({ has: page.locator('td.tool', { hasText: /^get-env$/ }) });
+  await expect(allowRow).toHaveCount(1);
+  await expect(denyRow).toHaveCount(1);
+  await expect(allowRow.locator('td.decision')).toHaveText('allow');
+  await expect(denyRow.locator('td.decision')).toHaveText('deny');
+  await expect(allowRow).toContainText('e2e-agent');
+  await expect(denyRow).toContainText('e2e-agent');
+
+  // A full page load of /audit (server-rendered) shows them too.
+  await page.reload();
+  await expect(page.locator('#audit-table td.tool', { hasText: /^get-env$/ })).toHaveCount(1);
+  await page.waitForLoadState('networkidle');
+  await page.screenshot({ path: screenshotPath, fullPage: true });
+  await test.info().attach('audit-page', { path: screenshotPath, contentType: 'image/png' });
+
+  expect(browserErrors, 'uncaught errors in the page').toEqual([]);
+});

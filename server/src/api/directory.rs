@@ -1,0 +1,174 @@
+//! `/api/v1/users`, `/api/v1/groups`: people, groups, memberships, per-connector policies and
+//! personal access tokens for agents.
+
+use super::changed;
+use crate::http::auth::AdminCaller;
+use crate::http::{ApiJson, ApiResult};
+use crate::state::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use toolgate_domain::model::{Group, TokenKind, ToolPolicy, User};
+use toolgate_domain::store::NewUser;
+
+/// A user to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// Unique (case-insensitively), e.g. the UPN `alice@example.com`.
+    pub user_name: String,
+    pub display_name: String,
+    /// The identity provider's id for this person, if known.
+    #[serde(default)]
+    pub external_id: Option<String>,
+}
+
+/// A group to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroup {
+    /// Unique (case-insensitively).
+    pub display_name: String,
+}
+
+/// A group's rules on one connector: upstream tool names or `*` patterns; a block wins.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutPolicy {
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub block: Vec<String>,
+}
+
+/// A personal access token to create.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// A name to recognise the token by, e.g. "claude-code laptop".
+    pub name: String,
+}
+
+/// A new token; `token` is shown this once and never again.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenCreated {
+    pub id: String,
+    pub name: String,
+    pub user_id: String,
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub token: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/users", request_body = CreateUser,
+    responses((status = 201, body = User), (status = 409, body = super::ErrorBody)))]
+pub(super) async fn create_user(
+    _admin: AdminCaller,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateUser>,
+) -> ApiResult<(StatusCode, ApiJson<User>)> {
+    let user = state
+        .store
+        .create_user(NewUser {
+            user_name: body.user_name,
+            display_name: body.display_name,
+            external_id: body.external_id,
+        })
+        .await?;
+    changed(&state).await;
+    Ok((StatusCode::CREATED, ApiJson(user)))
+}
+
+#[utoipa::path(get, path = "/api/v1/users", responses((status = 200, body = Vec<User>)))]
+pub(super) async fn list_users(
+    _admin: AdminCaller,
+    State(state): State<AppState>,
+) -> ApiResult<ApiJson<Vec<User>>> {
+    Ok(ApiJson(state.store.list_users().await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/groups", request_body = CreateGroup,
+    responses((status = 201, body = Group), (status = 409, body = super::ErrorBody)))]
+pub(super) async fn create_group(
+    _admin: AdminCaller,
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateGroup>,
+) -> ApiResult<(StatusCode, ApiJson<Group>)> {
+    let group = state.store.create_group(&body.display_name, None).await?;
+    changed(&state).await;
+    Ok((StatusCode::CREATED, ApiJson(group)))
+}
+
+#[utoipa::path(get, path = "/api/v1/groups", responses((status = 200, body = Vec<Group>)))]
+pub(super) async fn list_groups(
+    _admin: AdminCaller,
+    State(state): State<AppState>,
+) -> ApiResult<ApiJson<Vec<Group>>> {
+    Ok(ApiJson(state.store.list_groups().await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/groups/{group_id}/members/{user_id}",
+    responses((status = 204), (status = 404, body = super::ErrorBody)))]
+pub(super) async fn put_member(
+    _admin: AdminCaller,
+    State(state): State<AppState>,
+    Path((group_id, user_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.store.add_member(&group_id, &user_id).await?;
+    changed(&state).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(delete, path = "/api/v1/groups/{group_id}/members/{user_id}",
+    responses((status = 204), (status = 404, body = super::ErrorBody)))]
+pub(super) async fn delete_member(
+    _admin: AdminCaller,
+    State(state): State<AppState>,
+    Path((group_id, user_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    state.store.remove_member(&group_id, &user_id).await?;
+    changed(&state).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(put, path = "/api/v1/groups/{group_id}/policies/{connector_id}", request_body = PutPolicy,
+    responses((status = 200, body = ToolPolicy), (status = 404, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
+pub(super) async fn put_policy(
+    _admin: AdminCaller,
+    State(state): State<AppState>,
+    Path((group_id, connector_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<PutPolicy>,
+) -> ApiResult<ApiJson<ToolPolicy>> {
+    let policy = state
+        .store
+        .put_policy(&group_id, &connector_id, body.allow, body.block)
+        .await?;
+    changed(&state).await;
+    Ok(ApiJson(policy))
+}
+
+#[utoipa::path(post, path = "/api/v1/users/{user_id}/tokens", request_body = CreateToken,
+    responses((status = 201, body = TokenCreated), (status = 404, body = super::ErrorBody)))]
+pub(super) async fn create_token(
+    _admin: AdminCaller,
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    ApiJson(body): ApiJson<CreateToken>,
+) -> ApiResult<(StatusCode, ApiJson<TokenCreated>)> {
+    let (info, token) = state
+        .store
+        .create_token(TokenKind::Personal, &body.name, Some(&user_id))
+        .await?;
+    changed(&state).await;
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(TokenCreated {
+            id: info.id,
+            name: info.name,
+            user_id,
+            prefix: info.prefix,
+            created_at: info.created_at,
+            token,
+        }),
+    ))
+}

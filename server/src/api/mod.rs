@@ -1,0 +1,125 @@
+//! The admin JSON API under `/api/v1`: bearer admin token, JSON in and out, OpenAPI document at
+//! `/api/v1/openapi.json`. Every change reloads the policy snapshot so the proxy sees it at once.
+
+mod audit;
+mod connectors;
+mod directory;
+
+use crate::http::{ApiError, ApiJson};
+use crate::state::AppState;
+use axum::Router;
+use axum::routing::{get, post, put};
+use utoipa::OpenApi;
+
+pub use connectors::CreateConnector;
+pub use directory::{CreateGroup, CreateToken, CreateUser, PutPolicy, TokenCreated};
+
+/// The OpenAPI description of `/api/v1`.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Toolgate admin API", version = "1", description = "Manage connectors, users, groups, policies, tokens; read the audit log."),
+    paths(
+        connectors::create_connector,
+        connectors::list_connectors,
+        directory::create_user,
+        directory::list_users,
+        directory::create_group,
+        directory::list_groups,
+        directory::put_member,
+        directory::delete_member,
+        directory::put_policy,
+        directory::create_token,
+        audit::list_audit,
+    ),
+    components(schemas(
+        toolgate_domain::model::Connector,
+        toolgate_domain::model::Transport,
+        toolgate_domain::model::User,
+        toolgate_domain::model::Group,
+        toolgate_domain::model::ToolPolicy,
+        toolgate_domain::model::AuditEvent,
+        toolgate_domain::model::AuditDecision,
+        toolgate_domain::model::Outcome,
+        CreateConnector, CreateUser, CreateGroup, PutPolicy, CreateToken, TokenCreated,
+        audit::AuditPage, ErrorBody, ErrorInner,
+    )),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The error body every endpoint returns on failure.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    error: ErrorInner,
+}
+
+/// Machine-readable code and human message.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorInner {
+    code: String,
+    message: String,
+}
+
+/// The routes below `/api/v1` (nested there by the caller).
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(openapi_json))
+        .route(
+            "/connectors",
+            post(connectors::create_connector).get(connectors::list_connectors),
+        )
+        .route(
+            "/users",
+            post(directory::create_user).get(directory::list_users),
+        )
+        .route("/users/{user_id}/tokens", post(directory::create_token))
+        .route(
+            "/groups",
+            post(directory::create_group).get(directory::list_groups),
+        )
+        .route(
+            "/groups/{group_id}/members/{user_id}",
+            put(directory::put_member).delete(directory::delete_member),
+        )
+        .route(
+            "/groups/{group_id}/policies/{connector_id}",
+            put(directory::put_policy),
+        )
+        .route("/audit", get(audit::list_audit))
+        .fallback(api_not_found)
+}
+
+async fn openapi_json() -> ApiJson<utoipa::openapi::OpenApi> {
+    ApiJson(ApiDoc::openapi())
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint",
+    )
+}
+
+/// Reloads the snapshot after a change; a failure is logged (the change is stored already).
+pub(crate) async fn changed(state: &AppState) {
+    if let Err(e) = state.snapshot.reload().await {
+        tracing::error!(error = %e, "policy snapshot reload failed after a change");
+    }
+}

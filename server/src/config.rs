@@ -1,0 +1,221 @@
+//! Configuration: an optional TOML file, overridden by `TOOLGATE_*` environment variables.
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Everything `toolgate` reads at start. Field names are the TOML keys; each has an env override
+/// `TOOLGATE_<UPPERCASE NAME>`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: String,
+    /// `sqlite://path` (default, created on first run) or `postgres://...`.
+    pub database_url: String,
+    /// The URL people and agents use to reach Toolgate; defaults to `http://{listen}`.
+    pub public_url: Option<String>,
+    /// 32 bytes, standard base64. Without it the key is read from (or generated into)
+    /// `{data_dir}/master.key`.
+    pub master_key: Option<String>,
+    /// Folder for the generated master key (and the SQLite file by default).
+    pub data_dir: PathBuf,
+    /// Folder with the dashboard's static files (`pkg/`); found next to the binary when unset.
+    pub site_root: Option<PathBuf>,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    /// Seconds an upstream call may take before the caller gets an error.
+    pub upstream_timeout_secs: u64,
+    /// Hours a dashboard session lasts without activity.
+    pub session_ttl_hours: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            database_url: "sqlite://data/toolgate.db".into(),
+            public_url: None,
+            master_key: None,
+            data_dir: PathBuf::from("data"),
+            site_root: None,
+            log_format: LogFormat::Text,
+            upstream_timeout_secs: 30,
+            session_ttl_hours: 12,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path` (or `toolgate.toml` if it exists) and applies env overrides from `env`.
+    pub fn load(path: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let default_path = Path::new("toolgate.toml");
+        let file = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None if default_path.exists() => Some(default_path.to_path_buf()),
+            None => None,
+        };
+        let mut cfg = match &file {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config file {}", p.display()))?;
+                toml::from_str::<Config>(&text)
+                    .with_context(|| format!("parsing config file {}", p.display()))?
+            }
+            None => Config::default(),
+        };
+        cfg.apply_env(env)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        let get = |k: &str| env(k).filter(|v| !v.is_empty());
+        if let Some(v) = get("TOOLGATE_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = get("TOOLGATE_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = get("TOOLGATE_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = get("TOOLGATE_MASTER_KEY") {
+            self.master_key = Some(v);
+        }
+        if let Some(v) = get("TOOLGATE_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("TOOLGATE_SITE_ROOT") {
+            self.site_root = Some(PathBuf::from(v));
+        }
+        if let Some(v) = get("TOOLGATE_LOG_FORMAT") {
+            self.log_format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => bail!("TOOLGATE_LOG_FORMAT must be text or json, got {other:?}"),
+            };
+        }
+        if let Some(v) = get("TOOLGATE_UPSTREAM_TIMEOUT_SECS") {
+            self.upstream_timeout_secs = v
+                .parse()
+                .context("TOOLGATE_UPSTREAM_TIMEOUT_SECS must be a whole number")?;
+        }
+        if let Some(v) = get("TOOLGATE_SESSION_TTL_HOURS") {
+            self.session_ttl_hours = v
+                .parse()
+                .context("TOOLGATE_SESSION_TTL_HOURS must be a whole number")?;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .with_context(|| format!("listen address {:?} is not host:port", self.listen))?;
+        toolgate_domain::store::Backend::from_url(&self.database_url)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(u) = &self.public_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                bail!("public_url must start with http:// or https://");
+            }
+        }
+        if !(1..=3600).contains(&self.upstream_timeout_secs) {
+            bail!("upstream_timeout_secs must be 1-3600");
+        }
+        if !(1..=24 * 30).contains(&self.session_ttl_hours) {
+            bail!("session_ttl_hours must be 1-720");
+        }
+        Ok(())
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_string()
+    }
+
+    /// Whether people reach Toolgate over HTTPS (cookies then get `Secure`).
+    pub fn is_https(&self) -> bool {
+        self.public_url().starts_with("https://")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_without_file_or_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.toml");
+        assert!(
+            Config::load(Some(&missing), env(&[])).is_err(),
+            "a named missing file is an error"
+        );
+        let cfg = Config::load(None, env(&[])).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:8080");
+        assert_eq!(cfg.database_url, "sqlite://data/toolgate.db");
+        assert_eq!(cfg.public_url(), "http://127.0.0.1:8080");
+        assert!(!cfg.is_https());
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.toml");
+        std::fs::write(
+            &p,
+            "listen = \"127.0.0.1:9000\"\npublic_url = \"https://tg.example.com/\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&p), env(&[])).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:9000");
+        assert_eq!(cfg.public_url(), "https://tg.example.com");
+        assert!(cfg.is_https());
+        let cfg = Config::load(
+            Some(&p),
+            env(&[
+                ("TOOLGATE_LISTEN", "0.0.0.0:7000"),
+                ("TOOLGATE_DATABASE_URL", "postgres://x@h/db"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.listen, "0.0.0.0:7000");
+        assert_eq!(cfg.database_url, "postgres://x@h/db");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.toml");
+        std::fs::write(&p, "lisen = \"typo\"\n").unwrap();
+        let err = Config::load(Some(&p), env(&[])).unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+        assert!(Config::load(None, env(&[("TOOLGATE_LISTEN", "nope")])).is_err());
+        assert!(Config::load(None, env(&[("TOOLGATE_DATABASE_URL", "mysql://x")])).is_err());
+        assert!(Config::load(None, env(&[("TOOLGATE_LOG_FORMAT", "xml")])).is_err());
+        assert!(Config::load(None, env(&[("TOOLGATE_PUBLIC_URL", "ftp://x")])).is_err());
+    }
+}

@@ -1,0 +1,7 @@
+//! HTTP plumbing shared by the protocols: the admin API's error renderer and JSON extractor, and
+//! the bearer-token extractors.
+
+pub mod auth;
+pub mod error;
+
+pub use error::{ApiError, ApiJson, ApiResult};

@@ -1,0 +1,310 @@
+//! The `toolgate` server: one process serving the MCP gateway (`/mcp`), the admin API
+//! (`/api/v1`), the dashboard and the probes, over one store. `build_router` assembles them;
+//! `start` binds and serves; `run` carries out a CLI command.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod mcp;
+pub mod metrics_names;
+pub mod probes;
+pub mod state;
+pub mod telemetry;
+pub mod web;
+
+use anyhow::Context;
+use axum::Router;
+use cli::{AdminCommand, Cli, Command, TokenCommand};
+use config::Config;
+use leptos::config::LeptosOptions;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use toolgate_domain::audit::AuditSink;
+use toolgate_domain::clock::{SharedClock, SystemClock};
+use toolgate_domain::crypto::MasterKey;
+use toolgate_domain::model::TokenKind;
+use toolgate_domain::snapshot::SnapshotHandle;
+use toolgate_domain::store::Store;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// Carries out one CLI command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())?;
+    telemetry::init_logging(config.log_format);
+    match cli.command {
+        Command::Serve => {
+            let server = start(config).await?;
+            tracing::info!(url = %server.base_url, "toolgate is serving");
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            server.shutdown().await;
+            Ok(())
+        }
+        Command::Migrate => {
+            let store = open_store(&config).await?;
+            store.close().await;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::Create(args),
+        } => {
+            let password = read_secret("TOOLGATE_ADMIN_PASSWORD")?;
+            let store = open_store(&config).await?;
+            let account = store
+                .create_admin(&args.username, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.close().await;
+            println!("created administrator {}", account.username);
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Create(args),
+        } => {
+            let store = open_store(&config).await?;
+            let (info, secret) = store
+                .create_token(TokenKind::Admin, &args.name, None)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.close().await;
+            eprintln!(
+                "created admin token {:?} ({}); it is shown once:",
+                info.name, info.id
+            );
+            println!("{secret}");
+            Ok(())
+        }
+    }
+}
+
+/// A secret from `var`, or else the first line of standard input.
+fn read_secret(var: &str) -> anyhow::Result<String> {
+    if let Ok(v) = std::env::var(var) {
+        if !v.is_empty() {
+            return Ok(v);
+        }
+    }
+    let mut input = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut input)
+        .context("reading the password from standard input")?;
+    let line = input.lines().next().unwrap_or_default().to_string();
+    anyhow::ensure!(
+        !line.is_empty(),
+        "no password given: set {var} or pipe it on standard input"
+    );
+    Ok(line)
+}
+
+/// The master key from config, or from `{data_dir}/master.key`, generated there (mode 0600) on
+/// first run.
+pub fn resolve_master_key(config: &Config) -> anyhow::Result<MasterKey> {
+    if let Some(k) = &config.master_key {
+        return MasterKey::from_base64(k).map_err(|e| anyhow::anyhow!("TOOLGATE_MASTER_KEY: {e}"));
+    }
+    let path = config.data_dir.join("master.key");
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading master key {}", path.display()))?;
+        return MasterKey::from_base64(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data folder {}", config.data_dir.display()))?;
+    let key = MasterKey::generate();
+    write_private(&path, key.to_base64().as_bytes())?;
+    tracing::warn!(
+        path = %path.display(),
+        "no master key configured: generated a new one. Back it up; without it stored connector secrets cannot be read"
+    );
+    Ok(key)
+}
+
+fn write_private(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Opens the store and applies pending migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let key = resolve_master_key(config)?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let store = Store::connect(&config.database_url, key.cipher(), clock)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;
+    store.migrate().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(store)
+}
+
+/// Where the dashboard's static files are: configured, next to the binary (`site/` beside it, or
+/// `../site` as cargo-leptos lays out `target/`), or `target/site` in a checkout.
+pub fn site_root(config: &Config) -> PathBuf {
+    if let Some(p) = &config.site_root {
+        return p.clone();
+    }
+    if let Ok(p) = std::env::var("LEPTOS_SITE_ROOT") {
+        return PathBuf::from(p);
+    }
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from))
+    {
+        for candidate in [
+            dir.join("site"),
+            dir.join("../site"),
+            dir.join("../../site"),
+        ] {
+            if candidate.join("pkg").is_dir() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from("target/site")
+}
+
+fn leptos_options(config: &Config, addr: SocketAddr) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name("toolgate")
+        .site_root(site_root(config).to_string_lossy().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(addr)
+        .build()
+}
+
+/// Builds the shared state: store, snapshot, audit writer, upstream pool.
+pub async fn build_state(
+    config: Config,
+    store: Store,
+    addr: SocketAddr,
+) -> anyhow::Result<state::AppState> {
+    let snapshot = SnapshotHandle::load(store.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("loading the policy snapshot: {e}"))?;
+    let audit = AuditSink::start(store.clone());
+    let upstreams = Arc::new(mcp::upstream::Upstreams::new(Duration::from_secs(
+        config.upstream_timeout_secs,
+    )));
+    Ok(state::AppState {
+        leptos_options: leptos_options(&config, addr),
+        store,
+        snapshot,
+        audit,
+        upstreams,
+        config: Arc::new(config),
+        metrics: telemetry::metrics_handle(),
+    })
+}
+
+/// All routes of the process, with request ids, tracing and metrics around them.
+pub fn build_router(state: state::AppState, shutdown: CancellationToken) -> Router {
+    Router::new()
+        .merge(probes::router())
+        .nest("/api/v1", api::router())
+        .merge(mcp::router(&state, shutdown))
+        .merge(web::router(&state))
+        .layer(axum::middleware::from_fn(probes::count_requests))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// A server running in the background.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub state: state::AppState,
+    shutdown: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting, ends MCP streams, waits for in-flight requests (up to 10 s).
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        self.state.store.close().await;
+    }
+}
+
+/// Opens the store, binds `config.listen` (port 0 picks a free port) and serves in the background.
+pub async fn start(mut config: Config) -> anyhow::Result<RunningServer> {
+    let store = open_store(&config).await?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    if config.public_url.is_none() {
+        config.public_url = Some(format!("http://{addr}"));
+    }
+    let base_url = config.public_url();
+    let state = build_state(config, store, addr).await?;
+    let shutdown = CancellationToken::new();
+    let app = build_router(state.clone(), shutdown.child_token());
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled_owned().await })
+        .await
+    });
+    Ok(RunningServer {
+        addr,
+        base_url,
+        state,
+        shutdown,
+        task,
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

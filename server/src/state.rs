@@ -1,0 +1,23 @@
+//! Shared application state handed to every handler.
+
+use crate::config::Config;
+use crate::mcp::upstream::Upstreams;
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use toolgate_domain::audit::AuditSink;
+use toolgate_domain::snapshot::SnapshotHandle;
+use toolgate_domain::store::Store;
+
+/// Everything a request may need; cheap to clone.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub store: Store,
+    pub snapshot: Arc<SnapshotHandle>,
+    pub audit: AuditSink,
+    pub upstreams: Arc<Upstreams>,
+    pub config: Arc<Config>,
+    pub metrics: PrometheusHandle,
+    pub leptos_options: LeptosOptions,
+}

@@ -1,0 +1,11 @@
+//! The server's integration tests, in one binary: the store suite on SQLite and PostgreSQL, the
+//! admin API, and the MCP gateway against an rmcp upstream, all over real sockets.
+
+#[path = "integration/api.rs"]
+mod api;
+#[path = "integration/common.rs"]
+mod common;
+#[path = "integration/mcp.rs"]
+mod mcp;
+#[path = "integration/store.rs"]
+mod store;

@@ -1,0 +1,341 @@
+//! Test support: spawn the whole app on port 0, an rmcp upstream, and MCP clients.
+
+#![allow(dead_code)]
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{
+    ErrorData, RoleClient, ServerHandler, ServiceExt, schemars, tool, tool_handler, tool_router,
+};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use toolgate::RunningServer;
+use toolgate::config::Config;
+use toolgate_domain::model::TokenKind;
+
+/// The app under test, with an admin token and an HTTP client.
+pub struct TestApp {
+    pub server: RunningServer,
+    pub base: String,
+    pub admin_token: String,
+    pub http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+/// The app on SQLite in a temp folder.
+pub async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/toolgate.db", dir.path().display());
+    spawn_app_on(dir, url).await
+}
+
+/// The app on an isolated PostgreSQL schema.
+pub async fn spawn_app_postgres() -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = toolgate_domain::store::isolated_postgres_url(&postgres_base_url())
+        .await
+        .expect("pg schema");
+    spawn_app_on(dir, url).await
+}
+
+async fn spawn_app_on(dir: tempfile::TempDir, database_url: String) -> TestApp {
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        database_url,
+        data_dir: dir.path().to_path_buf(),
+        upstream_timeout_secs: 5,
+        ..Config::default()
+    };
+    let server = toolgate::start(config).await.expect("app starts");
+    let (_, admin_token) = server
+        .state
+        .store
+        .create_token(TokenKind::Admin, "tests", None)
+        .await
+        .expect("admin token");
+    let base = server.base_url.clone();
+    TestApp {
+        server,
+        base,
+        admin_token,
+        http: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+/// PostgreSQL for tests: `TOOLGATE_TEST_POSTGRES_URL`. Missing it is a failure, not a skip,
+/// unless `TOOLGATE_TEST_SKIP_POSTGRES=1` says so explicitly.
+pub fn postgres_base_url() -> String {
+    std::env::var("TOOLGATE_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("set TOOLGATE_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test) or TOOLGATE_TEST_SKIP_POSTGRES=1")
+    })
+}
+
+pub fn skip_postgres() -> bool {
+    std::env::var("TOOLGATE_TEST_SKIP_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// An admin API request; returns status and JSON body (Null when empty).
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&self.admin_token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.api(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.api(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.api(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn create_connector(&self, name: &str, url: &str) -> String {
+        let (s, b) = self
+            .post("/api/v1/connectors", json!({"name": name, "url": url, "transport": "streamable_http", "headers": {"X-Upstream-Key": "s3cret-value"}}))
+            .await;
+        assert_eq!(s, 201, "{b}");
+        b["id"].as_str().expect("id").to_string()
+    }
+
+    pub async fn create_user(&self, user_name: &str) -> String {
+        let (s, b) = self
+            .post(
+                "/api/v1/users",
+                json!({"user_name": user_name, "display_name": user_name}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        b["id"].as_str().expect("id").to_string()
+    }
+
+    pub async fn create_group(&self, name: &str) -> String {
+        let (s, b) = self
+            .post("/api/v1/groups", json!({"display_name": name}))
+            .await;
+        assert_eq!(s, 201, "{b}");
+        b["id"].as_str().expect("id").to_string()
+    }
+
+    pub async fn add_member(&self, group: &str, user: &str) {
+        let (s, b) = self
+            .put(
+                &format!("/api/v1/groups/{group}/members/{user}"),
+                json!(null),
+            )
+            .await;
+        assert_eq!(s, 204, "{b}");
+    }
+
+    pub async fn set_policy(&self, group: &str, connector: &str, allow: &[&str], block: &[&str]) {
+        let (s, b) = self
+            .put(
+                &format!("/api/v1/groups/{group}/policies/{connector}"),
+                json!({"allow": allow, "block": block}),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+
+    pub async fn personal_token(&self, user: &str) -> String {
+        let (s, b) = self
+            .post(
+                &format!("/api/v1/users/{user}/tokens"),
+                json!({"name": "agent"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+        b["token"].as_str().expect("token").to_string()
+    }
+
+    /// An MCP client session through the gateway with `token`.
+    pub async fn mcp_client(&self, token: &str) -> RunningService<RoleClient, ()> {
+        mcp_client(&self.url("/mcp"), Some(token))
+            .await
+            .expect("mcp client connects")
+    }
+}
+
+/// An MCP client over streamable HTTP.
+pub async fn mcp_client(
+    url: &str,
+    token: Option<&str>,
+) -> Result<RunningService<RoleClient, ()>, rmcp::service::ClientInitializeError> {
+    let mut cfg = StreamableHttpClientTransportConfig::with_uri(url);
+    if let Some(t) = token {
+        cfg = cfg.auth_header(t);
+    }
+    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), cfg);
+    ().serve(transport).await
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct EchoArgs {
+    pub text: String,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct AddArgs {
+    pub a: i64,
+    pub b: i64,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct BranchArgs {
+    pub name: String,
+}
+
+/// The upstream used in tests: a real rmcp server with a few tools.
+#[derive(Clone)]
+pub struct TestUpstream {
+    tool_router: ToolRouter<Self>,
+    /// Echoed back by `whoami` so tests see the headers the gateway sent.
+    label: String,
+}
+
+#[tool_router]
+impl TestUpstream {
+    pub fn new(label: &str) -> Self {
+        TestUpstream {
+            tool_router: Self::tool_router(),
+            label: label.to_string(),
+        }
+    }
+
+    #[tool(description = "Echo the text back")]
+    async fn echo(&self, Parameters(a): Parameters<EchoArgs>) -> Result<CallToolResult, ErrorData> {
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+            "{}: {}",
+            self.label, a.text
+        ))]))
+    }
+
+    #[tool(description = "Add two numbers")]
+    async fn add(&self, Parameters(a): Parameters<AddArgs>) -> Result<CallToolResult, ErrorData> {
+        Ok(CallToolResult::structured(json!({"sum": a.a + a.b})))
+    }
+
+    #[tool(description = "Delete a branch (destructive)")]
+    async fn delete_branch(
+        &self,
+        Parameters(a): Parameters<BranchArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+            "deleted {}",
+            a.name
+        ))]))
+    }
+
+    #[tool(description = "Always fails as a tool error")]
+    async fn fail(&self) -> Result<CallToolResult, ErrorData> {
+        Ok(CallToolResult::error(vec![ContentBlock::text("it broke")]))
+    }
+
+    #[tool(description = "Report the X-Upstream-Key header the gateway sent")]
+    async fn whoami(
+        &self,
+        rmcp::handler::server::tool::Extension(parts): rmcp::handler::server::tool::Extension<
+            http::request::Parts,
+        >,
+    ) -> Result<CallToolResult, ErrorData> {
+        let key = parts
+            .headers
+            .get("x-upstream-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
+        Ok(CallToolResult::success(vec![ContentBlock::text(
+            key.to_string(),
+        )]))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for TestUpstream {}
+
+/// A running upstream; `stop()` makes it unreachable.
+pub struct Upstream {
+    pub url: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+pub async fn spawn_upstream(label: &str) -> Upstream {
+    let stop = CancellationToken::new();
+    let label = label.to_string();
+    let service = StreamableHttpService::new(
+        move || Ok(TestUpstream::new(&label)),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default().with_cancellation_token(stop.child_token()),
+    );
+    let app = axum::Router::new().route_service("/mcp", service);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let s = stop.clone();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { s.cancelled_owned().await })
+            .await;
+    });
+    Upstream {
+        url: format!("http://{addr}/mcp"),
+        stop,
+        task,
+    }
+}
+
+/// A URL where nothing listens.
+pub async fn dead_url() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    drop(l);
+    format!("http://{addr}/mcp")
+}
+
+/// Text of the first content block.
+pub fn first_text(r: &CallToolResult) -> String {
+    r.content
+        .first()
+        .and_then(|c| c.as_text())
+        .map(|t| t.text.clone())
+        .unwrap_or_default()
+}

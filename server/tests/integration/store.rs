@@ -1,0 +1,338 @@
+//! The store suite, run unchanged against SQLite and PostgreSQL.
+
+use crate::common::{postgres_base_url, skip_postgres};
+use chrono::{Duration, TimeZone, Utc};
+use std::sync::Arc;
+use toolgate_domain::Error;
+use toolgate_domain::clock::ManualClock;
+use toolgate_domain::crypto::MasterKey;
+use toolgate_domain::model::{AuditDecision, Outcome, TokenKind, Transport};
+use toolgate_domain::store::{AuditQuery, NewAuditEvent, NewConnector, NewUser, Store};
+
+async fn open(url: &str, key: &MasterKey, clock: Arc<ManualClock>) -> Store {
+    let store = Store::connect(url, key.cipher(), clock)
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    store.migrate().await.expect("migrating twice is a no-op");
+    store
+}
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap(),
+    ))
+}
+
+fn event(principal: &str, tool: &str, decision: AuditDecision) -> NewAuditEvent {
+    NewAuditEvent {
+        at: Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap(),
+        kind: "tool_call".into(),
+        principal: principal.into(),
+        principal_id: None,
+        connector: Some("c".into()),
+        tool: Some(tool.into()),
+        decision,
+        rule: Some("r".into()),
+        outcome: if decision == AuditDecision::Allow {
+            Outcome::Ok
+        } else {
+            Outcome::Denied
+        },
+        latency_us: 1500,
+        error: None,
+        request_id: Some("req-1".into()),
+    }
+}
+
+async fn suite(url: String) {
+    let key = MasterKey::generate();
+    let clock = clock();
+    let store = open(&url, &key, clock.clone()).await;
+    store.ping().await.unwrap();
+
+    // Users: created, unique case-insensitively, disabled.
+    let alice = store
+        .create_user(NewUser {
+            user_name: "Alice@Example.com".into(),
+            display_name: "Alice".into(),
+            external_id: Some("oid-1".into()),
+        })
+        .await
+        .unwrap();
+    assert!(alice.active);
+    assert_eq!(store.get_user(&alice.id).await.unwrap(), alice);
+    let dup = store
+        .create_user(NewUser {
+            user_name: "alice@example.com".into(),
+            display_name: "A2".into(),
+            external_id: None,
+        })
+        .await;
+    assert!(matches!(dup, Err(Error::Conflict(_))), "{dup:?}");
+    assert!(matches!(
+        store.get_user("missing").await,
+        Err(Error::NotFound("user"))
+    ));
+    let bob = store
+        .create_user(NewUser {
+            user_name: "bob".into(),
+            display_name: "Bob".into(),
+            external_id: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.list_users().await.unwrap().len(), 2);
+
+    // Groups and memberships.
+    let eng = store.create_group("Engineers", None).await.unwrap();
+    assert!(matches!(
+        store.create_group("engineers", None).await,
+        Err(Error::Conflict(_))
+    ));
+    store.add_member(&eng.id, &alice.id).await.unwrap();
+    store.add_member(&eng.id, &alice.id).await.unwrap();
+    assert!(matches!(
+        store.add_member(&eng.id, "nope").await,
+        Err(Error::NotFound("user"))
+    ));
+    assert!(matches!(
+        store.add_member("nope", &bob.id).await,
+        Err(Error::NotFound("group"))
+    ));
+    assert_eq!(
+        store.all_memberships().await.unwrap(),
+        vec![(eng.id.clone(), alice.id.clone())]
+    );
+    store.remove_member(&eng.id, &bob.id).await.unwrap();
+    assert_eq!(store.group_members(&eng.id).await.unwrap().len(), 1);
+
+    // Connectors: secrets sealed under the key, bound to the row.
+    let mut headers = std::collections::BTreeMap::new();
+    headers.insert("Authorization".to_string(), "Bearer abc123".to_string());
+    let gh = store
+        .create_connector(NewConnector {
+            name: "github".into(),
+            transport: Transport::StreamableHttp,
+            url: "https://x/mcp".into(),
+            headers,
+        })
+        .await
+        .unwrap();
+    assert_eq!(gh.header_names, vec!["Authorization"]);
+    let dup = store
+        .create_connector(NewConnector {
+            name: "github".into(),
+            transport: Transport::StreamableHttp,
+            url: "https://y/mcp".into(),
+            headers: Default::default(),
+        })
+        .await;
+    assert!(matches!(dup, Err(Error::Conflict(_))));
+    let raw = store.raw_sealed_headers(&gh.id).await.unwrap();
+    assert!(!raw.contains("abc123"));
+    let secrets = store.connectors_with_secrets().await.unwrap();
+    assert_eq!(secrets[0].headers["Authorization"], "Bearer abc123");
+    // The same database under another master key cannot open them, and says so by leaving it out.
+    let other = Store::connect(&url, MasterKey::generate().cipher(), clock.clone())
+        .await
+        .unwrap();
+    assert!(other.connectors_with_secrets().await.unwrap().is_empty());
+    other.close().await;
+    let off = store.set_connector_enabled(&gh.id, false).await.unwrap();
+    assert!(!off.enabled);
+    store.set_connector_enabled(&gh.id, true).await.unwrap();
+
+    // Policies: upsert, validation, listing.
+    let p = store
+        .put_policy(&eng.id, &gh.id, vec!["get_*".into()], vec![])
+        .await
+        .unwrap();
+    assert_eq!(p.allow, vec!["get_*"]);
+    clock.advance(Duration::seconds(1));
+    let p2 = store
+        .put_policy(&eng.id, &gh.id, vec!["*".into()], vec!["delete_*".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        (p2.allow.clone(), p2.block.clone()),
+        (vec!["*".to_string()], vec!["delete_*".to_string()])
+    );
+    assert!(p2.updated_at > p.updated_at);
+    assert!(matches!(
+        store
+            .put_policy(&eng.id, &gh.id, vec!["bad pattern".into()], vec![])
+            .await,
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        store.put_policy(&eng.id, "nope", vec![], vec![]).await,
+        Err(Error::NotFound("connector"))
+    ));
+    let all = store.all_policies().await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].rules.block, vec!["delete_*"]);
+
+    // Tokens: only hashes stored; revoked and disabled-user tokens do not resolve.
+    let (info, secret) = store
+        .create_token(TokenKind::Personal, "laptop", Some(&alice.id))
+        .await
+        .unwrap();
+    assert!(secret.starts_with(&info.prefix));
+    let grant = store.find_token(&secret).await.unwrap().expect("found");
+    assert_eq!(grant.user_id.as_deref(), Some(alice.id.as_str()));
+    assert_eq!(store.active_personal_tokens().await.unwrap().len(), 1);
+    assert!(store.find_token("tgp_unknown").await.unwrap().is_none());
+    store.set_user_active(&alice.id, false).await.unwrap();
+    assert!(store.find_token(&secret).await.unwrap().is_none());
+    assert!(matches!(
+        store
+            .create_token(TokenKind::Personal, "x", Some(&alice.id))
+            .await,
+        Err(Error::Invalid(_))
+    ));
+    store.set_user_active(&alice.id, true).await.unwrap();
+    store.revoke_token(&info.id).await.unwrap();
+    store.revoke_token(&info.id).await.unwrap();
+    assert!(store.find_token(&secret).await.unwrap().is_none());
+    assert!(store.list_user_tokens(&alice.id).await.unwrap()[0].revoked);
+    let (_, admin) = store
+        .create_token(TokenKind::Admin, "ci", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_token(&admin).await.unwrap().unwrap().kind,
+        TokenKind::Admin
+    );
+    assert!(matches!(
+        store
+            .create_token(TokenKind::Admin, "x", Some(&bob.id))
+            .await,
+        Err(Error::Invalid(_))
+    ));
+
+    // Local admins: argon2id, unknown name and wrong password look alike.
+    store
+        .create_admin("root", "correct horse battery")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.create_admin("ROOT", "another long password").await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        store.create_admin("x", "short").await,
+        Err(Error::Invalid(_))
+    ));
+    assert_eq!(
+        store
+            .verify_admin("Root", "correct horse battery")
+            .await
+            .unwrap()
+            .username,
+        "root"
+    );
+    assert!(matches!(
+        store.verify_admin("root", "wrong").await,
+        Err(Error::Unauthenticated)
+    ));
+    assert!(matches!(
+        store.verify_admin("nobody", "correct horse battery").await,
+        Err(Error::Unauthenticated)
+    ));
+    assert_eq!(store.count_admins().await.unwrap(), 1);
+
+    // Sessions expire by the clock.
+    let now_ms = clock_ms(&clock);
+    assert!(
+        store
+            .create_session("s1", "{}", now_ms + 60_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .create_session("s1", "{}", now_ms + 60_000)
+            .await
+            .unwrap()
+    );
+    store
+        .save_session("s1", "{\"a\":1}", now_ms + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_session("s1").await.unwrap().unwrap().0,
+        "{\"a\":1}"
+    );
+    clock.advance(Duration::minutes(2));
+    assert!(store.load_session("s1").await.unwrap().is_none());
+    assert_eq!(store.delete_expired_sessions().await.unwrap(), 1);
+
+    // Audit: batch insert, newest first, keyset paging, overview counts.
+    let batch: Vec<NewAuditEvent> = (0..5)
+        .map(|i| {
+            event(
+                "alice",
+                &format!("t{i}"),
+                if i % 2 == 0 {
+                    AuditDecision::Allow
+                } else {
+                    AuditDecision::Deny
+                },
+            )
+        })
+        .collect();
+    store.insert_audit_batch(&batch).await.unwrap();
+    let page = store
+        .list_audit(&AuditQuery {
+            limit: 3,
+            before_id: None,
+        })
+        .await
+        .unwrap();
+    let tools: Vec<_> = page.iter().map(|e| e.tool.clone().unwrap()).collect();
+    assert_eq!(tools, vec!["t4", "t3", "t2"]);
+    assert_eq!(page[0].latency_ms, 1.5);
+    let rest = store
+        .list_audit(&AuditQuery {
+            limit: 3,
+            before_id: Some(page[2].id),
+        })
+        .await
+        .unwrap();
+    let tools: Vec<_> = rest.iter().map(|e| e.tool.clone().unwrap()).collect();
+    assert_eq!(tools, vec!["t1", "t0"]);
+    let o = store.overview().await.unwrap();
+    assert_eq!((o.users, o.groups, o.connectors), (2, 1, 1));
+    // The clock moved 2 min past the events' time: all 5 are within 24 h; 2 were denials.
+    assert_eq!((o.calls_24h, o.denied_24h), (5, 2));
+
+    store.close().await;
+}
+
+fn clock_ms(c: &ManualClock) -> i64 {
+    use toolgate_domain::clock::Clock;
+    c.now().timestamp_millis()
+}
+
+#[tokio::test]
+async fn store_suite_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(format!("sqlite://{}/nested/dir/t.db", dir.path().display())).await;
+    assert!(
+        dir.path().join("nested/dir/t.db").exists(),
+        "the SQLite file and folders are created"
+    );
+}
+
+#[tokio::test]
+async fn store_suite_on_postgres() {
+    if skip_postgres() {
+        eprintln!("TOOLGATE_TEST_SKIP_POSTGRES=1: skipped");
+        return;
+    }
+    let url = toolgate_domain::store::isolated_postgres_url(&postgres_base_url())
+        .await
+        .unwrap();
+    suite(url).await;
+}

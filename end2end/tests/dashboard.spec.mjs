@@ -50,6 +50,10 @@ test('sign in, add a connector, and see allowed and denied calls in the audit', 
   const connector = 'everything';
   const browserErrors = [];
   page.on('pageerror', (e) => browserErrors.push(String(e)));
+  // Full page loads. Once hydrated, nav links route in the browser and forms post with fetch, so
+  // none should happen while navigating and adding the connector.
+  const documents = [];
+  page.on('request', (r) => { if (r.resourceType() === 'document') documents.push(`${r.method()} ${r.url()}`); });
 
   // Sign in through the form; the page must hydrate (the wasm served as application/wasm).
   const wasm = page.waitForResponse((r) => new URL(r.url()).pathname.endsWith('.wasm'));
@@ -69,6 +73,7 @@ test('sign in, add a connector, and see allowed and denied calls in the audit', 
   }
 
   // Add a connector through the form.
+  const loadsBefore = documents.length;
   await page.getByRole('link', { name: 'Connectors', exact: true }).click();
   await expect(page).toHaveURL(`${base()}/connectors`);
   const form = page.locator('#add-connector');
@@ -79,6 +84,7 @@ test('sign in, add a connector, and see allowed and denied calls in the audit', 
   await expect(page.locator('#connectors-table td.name', { hasText: connector })).toHaveCount(1);
   await expect(page.locator('#connectors-table')).toContainText('X-Test');
   await expect(page.locator('#connectors-table')).not.toContainText('X-Test: 1');
+  expect(documents.slice(loadsBefore), 'client-side navigation and form posts after hydration').toEqual([]);
 
   // Through the admin API: a user allowed `echo` on that connector, with a personal token.
   const list = await api('GET', '/api/v1/connectors', undefined, 200);

@@ -124,10 +124,10 @@ impl Config {
             .with_context(|| format!("listen address {:?} is not host:port", self.listen))?;
         toolgate_domain::store::Backend::from_url(&self.database_url)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        if let Some(u) = &self.public_url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                bail!("public_url must start with http:// or https://");
-            }
+        if let Some(u) = &self.public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            bail!("public_url must start with http:// or https://");
         }
         if !(1..=3600).contains(&self.upstream_timeout_secs) {
             bail!("upstream_timeout_secs must be 1-3600");

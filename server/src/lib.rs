@@ -87,10 +87,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// A secret from `var`, or else the first line of standard input.
 fn read_secret(var: &str) -> anyhow::Result<String> {
-    if let Ok(v) = std::env::var(var) {
-        if !v.is_empty() {
-            return Ok(v);
-        }
+    if let Ok(v) = std::env::var(var)
+        && !v.is_empty()
+    {
+        return Ok(v);
     }
     let mut input = String::new();
     std::io::stdin()

@@ -150,17 +150,14 @@ fn prepare_sqlite_url(url: &str) -> Result<String> {
     if path.is_empty() {
         return Err(Error::invalid("sqlite URL must name a file"));
     }
-    if path != ":memory:" {
-        if let Some(parent) = std::path::Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    Error::Internal(format!(
-                        "cannot create database folder {}: {e}",
-                        parent.display()
-                    ))
-                })?;
-            }
-        }
+    let parent = std::path::Path::new(path).parent();
+    if let Some(parent) = parent.filter(|p| path != ":memory:" && !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            Error::Internal(format!(
+                "cannot create database folder {}: {e}",
+                parent.display()
+            ))
+        })?;
     }
     let query = if query.contains("mode=") {
         query.to_string()

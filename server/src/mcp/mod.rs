@@ -75,13 +75,13 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         return unauthorized("missing bearer token");
     };
     let mut found = state.snapshot.get().principal_for_token(&token);
-    if found.is_none() {
-        if let Ok(Some(_)) = state.store.find_token(&token).await {
-            if let Err(e) = state.snapshot.reload().await {
-                tracing::error!(error = %e, "snapshot reload failed");
-            }
-            found = state.snapshot.get().principal_for_token(&token);
+    if found.is_none()
+        && let Ok(Some(_)) = state.store.find_token(&token).await
+    {
+        if let Err(e) = state.snapshot.reload().await {
+            tracing::error!(error = %e, "snapshot reload failed");
         }
+        found = state.snapshot.get().principal_for_token(&token);
     }
     let Some(principal) = found else {
         return unauthorized("invalid, revoked or expired token");

@@ -191,10 +191,10 @@ impl Upstreams {
         let slot = self.slot(&c.connector.id);
         {
             let live = slot.live.lock().await;
-            if let Some(l) = live.as_ref() {
-                if let (Some(t), false) = (&l.tools, l.tools_stale.load(Ordering::SeqCst)) {
-                    return Ok(t.clone());
-                }
+            if let Some(l) = live.as_ref()
+                && let (Some(t), false) = (&l.tools, l.tools_stale.load(Ordering::SeqCst))
+            {
+                return Ok(t.clone());
             }
         }
         let listed = tokio::time::timeout(self.call_timeout, peer.list_all_tools()).await;

@@ -189,13 +189,13 @@ impl TestApp {
 pub async fn mcp_client(
     url: &str,
     token: Option<&str>,
-) -> Result<RunningService<RoleClient, ()>, rmcp::service::ClientInitializeError> {
+) -> Result<RunningService<RoleClient, ()>, Box<rmcp::service::ClientInitializeError>> {
     let mut cfg = StreamableHttpClientTransportConfig::with_uri(url);
     if let Some(t) = token {
         cfg = cfg.auth_header(t);
     }
     let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), cfg);
-    ().serve(transport).await
+    ().serve(transport).await.map_err(Box::new)
 }
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]

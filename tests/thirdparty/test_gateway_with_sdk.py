@@ -9,8 +9,9 @@ from datetime import datetime
 import httpx2
 import pytest
 from mcp import MCPError
+from mcp.types import Tool
 
-from conftest import ALLOWED, DENIED, World
+from conftest import ALLOWED, DENIED, World, free_port
 from helpers import call_tool, dump, list_tools_direct, with_session
 
 INIT = {
@@ -24,6 +25,15 @@ INIT = {
     },
 }
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def definition(tool: Tool) -> dict:
+    """A tool's definition as sent, without its name. Without `execution` too: the gateway does not
+    relay task-execution hints (it offers no tasks), so `execution.taskSupport` is left out."""
+    d = tool.model_dump(mode="json", by_alias=True, exclude_none=True)
+    d.pop("name")
+    d.pop("execution", None)
+    return d
 
 
 def exposed(world: World, tool: str) -> str:
@@ -53,6 +63,15 @@ def test_lists_exactly_the_allowed_tools_prefixed(world: World) -> None:
         assert t.input_schema == original.input_schema
 
 
+def test_tool_definitions_are_relayed_unchanged_but_for_the_name(world: World) -> None:
+    upstream = {t.name: definition(t) for t in list_tools_direct(world.upstream.url)}
+    relayed = list_tools_direct(world.gw.mcp_url, world.tokens["bob"])
+    assert relayed
+    for t in relayed:
+        assert t.name.startswith(f"{world.connector}__")
+        assert definition(t) == upstream[t.name.removeprefix(f"{world.connector}__")], t.name
+
+
 def test_a_user_in_no_group_sees_no_tools(world: World) -> None:
     assert list_tools_direct(world.gw.mcp_url, world.tokens["dave"]) == []
 
@@ -69,6 +88,29 @@ def test_allowed_call_returns_the_upstream_result_unchanged(world: World, tool: 
     via = call_tool(world.gw.mcp_url, world.tokens["alice"], exposed(world, tool), arguments)
     assert via.is_error is not True, dump(via)
     assert dump(via) == dump(direct)
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments"),
+    [
+        ("get-structured-content", {"location": "Chicago"}),  # structuredContent
+        ("get-tiny-image", {}),  # image content
+        ("get-annotated-message", {"messageType": "error", "includeImage": True}),  # annotations
+        ("get-resource-links", {"count": 2}),  # resource_link content
+        ("get-resource-reference", {"resourceType": "Text", "resourceId": 1}),  # embedded resource
+        ("get-structured-content", {"location": "Atlantis"}),  # the upstream refuses the arguments
+    ],
+)
+def test_richer_results_are_relayed_unchanged(world: World, tool: str, arguments: dict) -> None:
+    def outcome(url: str, token: str | None, name: str) -> tuple:
+        try:
+            return ("result", dump(call_tool(url, token, name, arguments)))
+        except MCPError as e:
+            return ("error", e.code, e.message, e.data)
+
+    direct = outcome(world.upstream.url, None, tool)
+    via = outcome(world.gw.mcp_url, world.tokens["bob"], exposed(world, tool))
+    assert via == direct
 
 
 def test_echo_text_is_the_upstreams(world: World) -> None:
@@ -185,3 +227,29 @@ def test_audit_api_requires_the_admin_token(world: World) -> None:
         f"{world.gw.base}/api/v1/audit", headers={"Authorization": f"Bearer {world.tokens['alice']}"}, timeout=30
     )
     assert r.status_code == 401, "a personal token must not read the audit log"
+
+
+# a broken connector -------------------------------------------------------------------------
+
+
+def test_an_unreachable_connector_hides_nothing_else_and_its_calls_fail_audited(world: World) -> None:
+    gw = world.gw
+    dead = gw.api("POST", "/api/v1/connectors", 201, {
+        "name": "dead", "url": f"http://127.0.0.1:{free_port()}/mcp", "transport": "streamable_http",
+    })
+    uid = gw.api("POST", "/api/v1/users", 201, {"user_name": "erin", "display_name": "Erin"})["id"]
+    token = gw.api("POST", f"/api/v1/users/{uid}/tokens", 201, {"name": "sdk"})["token"]
+    gid = gw.api("POST", "/api/v1/groups", 201, {"display_name": "both"})["id"]
+    gw.api("PUT", f"/api/v1/groups/{gid}/members/{uid}", 204)
+    gw.api("PUT", f"/api/v1/groups/{gid}/policies/{world.connector_id}", 200, {"allow": ["echo"], "block": []})
+    gw.api("PUT", f"/api/v1/groups/{gid}/policies/{dead['id']}", 200, {"allow": ["*"], "block": []})
+
+    assert [t.name for t in list_tools_direct(gw.mcp_url, token)] == [exposed(world, "echo")]
+    with pytest.raises(MCPError) as info:
+        call_tool(gw.mcp_url, token, "dead__echo", {"message": "x"})
+    assert "dead__echo" in info.value.message, info.value.message
+
+    latest = gw.api("GET", "/api/v1/audit?limit=1", 200)["items"][0]
+    assert (latest["principal"], latest["connector"], latest["tool"]) == ("erin", "dead", "echo")
+    assert latest["decision"] == "allow"
+    assert latest["outcome"] == "upstream_error"

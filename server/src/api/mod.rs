@@ -103,10 +103,19 @@ pub fn router() -> Router<AppState> {
         )
         .route("/audit", get(audit::list_audit))
         .fallback(api_not_found)
+        .method_not_allowed_fallback(api_method_not_allowed)
 }
 
 async fn openapi_json() -> ApiJson<utoipa::openapi::OpenApi> {
     ApiJson(ApiDoc::openapi())
+}
+
+async fn api_method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
 }
 
 async fn api_not_found() -> ApiError {
@@ -117,9 +126,17 @@ async fn api_not_found() -> ApiError {
     )
 }
 
-/// Reloads the snapshot after a change; a failure is logged (the change is stored already).
+/// Reloads the snapshot after a change (a failure is logged: the change is stored already) and
+/// closes upstream connections of connectors that are no longer enabled.
 pub(crate) async fn changed(state: &AppState) {
     if let Err(e) = state.snapshot.reload().await {
         tracing::error!(error = %e, "policy snapshot reload failed after a change");
     }
+    let enabled: Vec<String> = state
+        .snapshot
+        .get()
+        .enabled_connectors()
+        .map(|c| c.connector.id.clone())
+        .collect();
+    state.upstreams.retain(&enabled).await;
 }

@@ -166,7 +166,7 @@ impl ServerHandler for Gateway {
         let Some(target) = target else {
             tracing::info!(principal = %who.user_name, tool = %exposed, rule = %verdict.rule(), "tool call denied");
             event.latency_us = started.elapsed().as_micros() as i64;
-            self.record(event, "deny", "denied").await?;
+            self.record(event).await?;
             return Err(not_permitted(&exposed));
         };
 
@@ -201,8 +201,7 @@ impl ServerHandler for Gateway {
                 ))
             }
         };
-        let outcome = event.outcome.as_str();
-        self.record(event, "allow", outcome).await?;
+        self.record(event).await?;
         response.map(CallToolResponse::from)
     }
 }
@@ -210,20 +209,21 @@ impl ServerHandler for Gateway {
 impl Gateway {
     /// Writes the audit event before the answer goes out; if it cannot be written the caller gets
     /// an error instead of the answer (fail closed).
-    async fn record(
-        &self,
-        event: NewAuditEvent,
-        decision: &'static str,
-        outcome: &str,
-    ) -> Result<(), ErrorData> {
-        metrics::counter!(TOOL_CALLS, "decision" => decision, "outcome" => outcome.to_string())
-            .increment(1);
+    async fn record(&self, event: NewAuditEvent) -> Result<(), ErrorData> {
+        let forwarded = event.decision == AuditDecision::Allow;
+        metrics::counter!(
+            TOOL_CALLS,
+            "decision" => event.decision.as_str(),
+            "outcome" => event.outcome.as_str()
+        )
+        .increment(1);
         self.shared.audit.record(event).await.map_err(|_| {
-            ErrorData::new(
-                AUDIT_UNAVAILABLE,
-                "the audit log is unavailable; the call was refused",
-                None,
-            )
+            let message = if forwarded {
+                "the audit log is unavailable; the call's result was withheld"
+            } else {
+                "the audit log is unavailable; the call was refused"
+            };
+            ErrorData::new(AUDIT_UNAVAILABLE, message, None)
         })
     }
 }

@@ -72,7 +72,7 @@ pub fn router(state: &AppState, shutdown: CancellationToken) -> Router<AppState>
 /// miss the store is asked once, for tokens created since the snapshot was built.
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(token) = bearer_token(req.headers()).map(str::to_string) else {
-        return unauthorized("missing bearer token");
+        return unauthorized(None);
     };
     let mut found = state.snapshot.get().principal_for_token(&token);
     if found.is_none()
@@ -84,18 +84,29 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         found = state.snapshot.get().principal_for_token(&token);
     }
     let Some(principal) = found else {
-        return unauthorized("invalid, revoked or expired token");
+        return unauthorized(Some("invalid, revoked or expired token"));
     };
     req.extensions_mut().insert(principal);
     next.run(req).await
 }
 
-fn unauthorized(message: &str) -> Response {
-    let body = serde_json::json!({"error": "invalid_token", "error_description": message});
+/// 401 as RFC 6750 words it: no error code when no credentials were sent, `invalid_token` when
+/// the presented one is not valid.
+fn unauthorized(invalid: Option<&str>) -> Response {
+    let (body, challenge) = match invalid {
+        Some(description) => (
+            serde_json::json!({"error": "invalid_token", "error_description": description}),
+            "Bearer realm=\"toolgate\", error=\"invalid_token\"",
+        ),
+        None => (
+            serde_json::json!({"error": "unauthorized", "error_description": "a bearer token is required"}),
+            "Bearer realm=\"toolgate\"",
+        ),
+    };
     let mut res = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     res.headers_mut().insert(
         header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static("Bearer realm=\"toolgate\", error=\"invalid_token\""),
+        header::HeaderValue::from_static(challenge),
     );
     res
 }

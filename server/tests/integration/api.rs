@@ -282,8 +282,9 @@ async fn unknown_endpoints_and_methods_are_json_errors() {
     let (s, b) = app.get("/api/v1/nothing-here").await;
     assert_eq!(s, 404);
     assert_eq!(b["error"]["code"], "not_found");
-    let (s, _) = app.api(Method::DELETE, "/api/v1/connectors", None).await;
+    let (s, b) = app.api(Method::DELETE, "/api/v1/connectors", None).await;
     assert_eq!(s, 405);
+    assert_eq!(b["error"]["code"], "method_not_allowed");
 }
 
 #[tokio::test]

@@ -395,3 +395,34 @@ async fn the_gateway_works_on_postgres_too() {
         .collect();
     assert_eq!(decisions, vec!["deny", "allow"]);
 }
+
+#[tokio::test]
+async fn no_answer_leaves_without_its_audit_row() {
+    let (app, _up, _c, _u, _g, token) = setup().await;
+    let via = app.mcp_client(&token).await;
+    via.call_tool(
+        CallToolRequestParams::new("up__echo").with_arguments(args(json!({"text": "1"}))),
+    )
+    .await
+    .unwrap();
+    // The audit store goes away: allowed calls lose their result, denied ones are still refused.
+    app.server.state.store.close().await;
+    let err = via
+        .call_tool(
+            CallToolRequestParams::new("up__echo").with_arguments(args(json!({"text": "2"}))),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("audit log is unavailable"),
+        "{err}"
+    );
+    let err = via
+        .call_tool(CallToolRequestParams::new("up__delete_branch"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("audit log is unavailable"),
+        "{err}"
+    );
+}

@@ -99,9 +99,10 @@ impl Store {
         Ok(())
     }
 
-    /// Newest-first page of the audit log (keyset pagination on id). `limit` is clamped to 1..=1000.
+    /// Newest-first page of the audit log (keyset pagination on id). `limit` is clamped to 1..=1001
+    /// (callers ask for one extra row to learn whether another page follows).
     pub async fn list_audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
-        let limit = q.limit.clamp(1, 1000);
+        let limit = q.limit.clamp(1, 1001);
         let rows = sqlx::query_as::<_, AuditRow>(
             "SELECT id, at, kind, principal, principal_id, connector, tool, decision, rule, outcome,
                     latency_us, error, request_id

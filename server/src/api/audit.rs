@@ -36,15 +36,20 @@ pub(super) async fn list_audit(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
     }
-    let items = state
+    // One more than asked tells whether an older page exists without a second query.
+    let mut items = state
         .store
         .list_audit(&AuditQuery {
-            limit,
+            limit: limit + 1,
             before_id: params.before,
         })
         .await?;
-    let next_before = (items.len() as i64 == limit)
-        .then(|| items.last().map(|e| e.id))
-        .flatten();
+    let more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    let next_before = if more {
+        items.last().map(|e| e.id)
+    } else {
+        None
+    };
     Ok(ApiJson(AuditPage { items, next_before }))
 }

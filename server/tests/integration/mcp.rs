@@ -269,6 +269,16 @@ async fn every_call_leaves_an_audit_row_newest_first() {
         .await;
     let (s, body) = app.get("/api/v1/audit?limit=10").await;
     assert_eq!(s, 200);
+    assert!(body["next_before"].is_null(), "one page holds all: {body}");
+    let (_, first) = app.get("/api/v1/audit?limit=2").await;
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    let next = first["next_before"].as_i64().expect("a second page exists");
+    let (_, second) = app
+        .get(&format!("/api/v1/audit?limit=2&before={next}"))
+        .await;
+    assert_eq!(second["items"].as_array().unwrap().len(), 1);
+    assert!(second["next_before"].is_null());
+    assert_eq!(second["items"][0]["tool"], "echo");
     let items = body["items"].as_array().unwrap();
     let summary: Vec<(String, String, String)> = items
         .iter()

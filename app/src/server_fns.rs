@@ -13,7 +13,7 @@ use crate::auth::{DashboardRole, SESSION_USER_KEY, context, require_admin, sessi
 fn shown(e: toolgate_domain::Error) -> ServerFnError {
     use toolgate_domain::Error as E;
     match e {
-        E::Invalid(m) | E::Conflict(m) => ServerFnError::new(m),
+        E::Invalid(m) | E::Conflict(m) | E::PreconditionFailed(m) => ServerFnError::new(m),
         E::NotFound(what) => ServerFnError::new(format!("{what} not found")),
         E::Unauthenticated => ServerFnError::new("wrong user name or password"),
         E::AuditUnavailable => ServerFnError::new("the audit log is unavailable"),

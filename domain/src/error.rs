@@ -15,6 +15,9 @@ pub enum Error {
     /// 409: a uniqueness rule would be broken; the text names what collides.
     #[error("{0}")]
     Conflict(String),
+    /// 412: the caller's `If-Match` version is not the current one.
+    #[error("the resource was changed since version {0}")]
+    PreconditionFailed(String),
     /// 401: credentials were missing or wrong.
     #[error("invalid credentials")]
     Unauthenticated,

@@ -5,6 +5,7 @@ pub mod error;
 pub mod model;
 pub mod names;
 pub mod policy;
+pub mod scim_filter;
 
 #[cfg(feature = "ssr")]
 pub mod audit;

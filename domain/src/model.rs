@@ -13,6 +13,8 @@ pub struct User {
     pub display_name: String,
     pub active: bool,
     pub external_id: Option<String>,
+    /// Where the identity came from: `api` (admin API or dashboard) or `scim`.
+    pub source: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -24,6 +26,8 @@ pub struct Group {
     pub id: String,
     pub display_name: String,
     pub external_id: Option<String>,
+    /// Where the group came from: `api` or `scim` (membership then managed by the IdP).
+    pub source: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -98,6 +102,8 @@ pub enum TokenKind {
     Admin,
     /// An agent acting for one user at `/mcp`.
     Personal,
+    /// A SCIM provisioning client (Microsoft Entra) at `/scim/v2`.
+    Scim,
 }
 
 impl TokenKind {
@@ -105,6 +111,7 @@ impl TokenKind {
         match self {
             TokenKind::Admin => "admin",
             TokenKind::Personal => "personal",
+            TokenKind::Scim => "scim",
         }
     }
 
@@ -112,6 +119,7 @@ impl TokenKind {
         match s {
             "admin" => Some(TokenKind::Admin),
             "personal" => Some(TokenKind::Personal),
+            "scim" => Some(TokenKind::Scim),
             _ => None,
         }
     }
@@ -213,6 +221,8 @@ pub struct AuditEvent {
     pub latency_ms: f64,
     pub error: Option<String>,
     pub request_id: Option<String>,
+    /// For events other than tool calls: what changed, in words or JSON.
+    pub detail: Option<String>,
 }
 
 /// Live counts for the Overview page.

@@ -145,6 +145,10 @@ pub struct SnapshotHandle {
     current: ArcSwap<Snapshot>,
     store: Store,
     versions: AtomicU64,
+    /// Reload requests so far, and the request count the current snapshot covers: a caller whose
+    /// change is already covered by a reload that started after it does not reload again.
+    requested: AtomicU64,
+    covered: AtomicU64,
     reload_lock: tokio::sync::Mutex<()>,
 }
 
@@ -156,6 +160,8 @@ impl SnapshotHandle {
             current: ArcSwap::from_pointee(first),
             store,
             versions: AtomicU64::new(1),
+            requested: AtomicU64::new(0),
+            covered: AtomicU64::new(0),
             reload_lock: tokio::sync::Mutex::new(()),
         }))
     }
@@ -165,12 +171,21 @@ impl SnapshotHandle {
         self.current.load_full()
     }
 
-    /// Rebuilds from the store. Reloads are serialised so an older read never replaces a newer one.
+    /// Rebuilds from the store and returns once the snapshot reflects every change committed
+    /// before the call. Concurrent callers share one rebuild (a burst of SCIM writes costs a few
+    /// reloads, not one each); reloads are serialised so an older read never replaces a newer one.
     pub async fn reload(&self) -> Result<()> {
+        let wanted = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let _guard = self.reload_lock.lock().await;
+        if self.covered.load(Ordering::SeqCst) >= wanted {
+            return Ok(());
+        }
+        // Every request counted so far committed its change before counting; this load sees them.
+        let covers = self.requested.load(Ordering::SeqCst);
         let version = self.versions.fetch_add(1, Ordering::SeqCst) + 1;
         let next = Snapshot::load(&self.store, version).await?;
         self.current.store(Arc::new(next));
+        self.covered.store(covers, Ordering::SeqCst);
         Ok(())
     }
 }

@@ -53,8 +53,9 @@ pub struct AdminCreate {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create an admin API token. The token is printed once, as the last line of standard
-    /// output; only its SHA-256 hash is stored.
+    /// Create an API token: `--role admin` for the admin API, `--role scim` for a SCIM
+    /// provisioning client (Microsoft Entra). The token is printed once, as the last line of
+    /// standard output; only its SHA-256 hash is stored.
     Create(TokenCreate),
 }
 
@@ -73,6 +74,8 @@ pub struct TokenCreate {
 pub enum TokenRole {
     /// Full access to the admin API.
     Admin,
+    /// SCIM 2.0 provisioning at /scim/v2 (paste it into Entra as the Secret Token).
+    Scim,
 }
 
 #[cfg(test)]
@@ -103,5 +106,18 @@ mod tests {
             .is_err()
         );
         assert!(Cli::try_parse_from(["toolgate", "admin", "create"]).is_err());
+        let c = Cli::try_parse_from([
+            "toolgate", "token", "create", "--name", "entra", "--role", "scim",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.command,
+            Command::Token {
+                command: TokenCommand::Create(TokenCreate {
+                    role: TokenRole::Scim,
+                    ..
+                })
+            }
+        ));
     }
 }

@@ -9,6 +9,7 @@ pub mod http;
 pub mod mcp;
 pub mod metrics_names;
 pub mod probes;
+pub mod scim;
 pub mod state;
 pub mod telemetry;
 pub mod web;
@@ -69,15 +70,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::Create(args),
         } => {
+            let kind = match args.role {
+                cli::TokenRole::Admin => TokenKind::Admin,
+                cli::TokenRole::Scim => TokenKind::Scim,
+            };
             let store = open_store(&config).await?;
             let (info, secret) = store
-                .create_token(TokenKind::Admin, &args.name, None)
+                .create_token(kind, &args.name, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             store.close().await;
             eprintln!(
-                "created admin token {:?} ({}); it is shown once:",
-                info.name, info.id
+                "created {} token {:?} ({}); it is shown once:",
+                kind.as_str(),
+                info.name,
+                info.id
             );
             println!("{secret}");
             Ok(())
@@ -202,6 +209,7 @@ pub async fn build_state(
         .await
         .map_err(|e| anyhow::anyhow!("loading the policy snapshot: {e}"))?;
     let audit = AuditSink::start(store.clone());
+    let scim_log = scim::ScimLog::start(store.clone());
     let upstreams = Arc::new(mcp::upstream::Upstreams::new(Duration::from_secs(
         config.upstream_timeout_secs,
     )));
@@ -213,6 +221,7 @@ pub async fn build_state(
         upstreams,
         config: Arc::new(config),
         metrics: telemetry::metrics_handle(),
+        scim_log,
     })
 }
 
@@ -221,6 +230,7 @@ pub fn build_router(state: state::AppState, shutdown: CancellationToken) -> Rout
     Router::new()
         .merge(probes::router())
         .nest("/api/v1", api::router())
+        .nest("/scim/v2", scim::router(&state))
         .merge(mcp::router(&state, shutdown))
         .merge(web::router(&state))
         .layer(axum::middleware::from_fn(probes::count_requests))

@@ -19,5 +19,6 @@ pub struct AppState {
     pub upstreams: Arc<Upstreams>,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
+    pub scim_log: crate::scim::ScimLog,
     pub leptos_options: LeptosOptions,
 }

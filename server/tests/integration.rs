@@ -7,5 +7,7 @@ mod api;
 mod common;
 #[path = "integration/mcp.rs"]
 mod mcp;
+#[path = "integration/scim.rs"]
+mod scim;
 #[path = "integration/store.rs"]
 mod store;

@@ -21,6 +21,7 @@ pub struct NewAuditEvent {
     pub latency_us: i64,
     pub error: Option<String>,
     pub request_id: Option<String>,
+    pub detail: Option<String>,
 }
 
 /// A page of the audit log: newest first, older than `before_id` when given.
@@ -45,6 +46,7 @@ struct AuditRow {
     latency_us: i64,
     error: Option<String>,
     request_id: Option<String>,
+    detail: Option<String>,
 }
 
 impl AuditRow {
@@ -65,6 +67,7 @@ impl AuditRow {
             latency_ms: self.latency_us as f64 / 1000.0,
             error: self.error,
             request_id: self.request_id,
+            detail: self.detail,
         })
     }
 }
@@ -73,12 +76,12 @@ impl Store {
     /// Writes a batch of events in one transaction: all are durable, or none (and the caller
     /// refuses the calls they describe).
     pub async fn insert_audit_batch(&self, events: &[NewAuditEvent]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         for e in events {
             sqlx::query(
                 "INSERT INTO audit_events (at, kind, principal, principal_id, connector, tool, decision,
-                    rule, outcome, latency_us, error, request_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                    rule, outcome, latency_us, error, request_id, detail)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(to_millis(e.at))
             .bind(&e.kind)
@@ -92,6 +95,7 @@ impl Store {
             .bind(e.latency_us)
             .bind(&e.error)
             .bind(&e.request_id)
+            .bind(&e.detail)
             .execute(&mut *tx)
             .await?;
         }
@@ -105,7 +109,7 @@ impl Store {
         let limit = q.limit.clamp(1, 1001);
         let rows = sqlx::query_as::<_, AuditRow>(
             "SELECT id, at, kind, principal, principal_id, connector, tool, decision, rule, outcome,
-                    latency_us, error, request_id
+                    latency_us, error, request_id, detail
              FROM audit_events WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2",
         )
         .bind(q.before_id)
@@ -122,8 +126,9 @@ impl Store {
             sqlx::query_as(
                 "SELECT (SELECT COUNT(*) FROM users), (SELECT COUNT(*) FROM access_groups),
                         (SELECT COUNT(*) FROM connectors),
-                        (SELECT COUNT(*) FROM audit_events WHERE at >= $1),
-                        (SELECT COUNT(*) FROM audit_events WHERE at >= $1 AND decision = 'deny')",
+                        (SELECT COUNT(*) FROM audit_events WHERE at >= $1 AND kind = 'tool_call'),
+                        (SELECT COUNT(*) FROM audit_events
+                         WHERE at >= $1 AND kind = 'tool_call' AND decision = 'deny')",
             )
             .bind(since)
             .fetch_one(&self.pool)

@@ -8,10 +8,11 @@ use crate::names::validate_display_name;
 use crate::{Error, Result};
 
 #[derive(sqlx::FromRow)]
-struct GroupRow {
+pub(super) struct GroupRow {
     id: String,
     display_name: String,
     external_id: Option<String>,
+    source: String,
     created_at: i64,
     updated_at: i64,
 }
@@ -22,13 +23,15 @@ impl From<GroupRow> for Group {
             id: r.id,
             display_name: r.display_name,
             external_id: r.external_id,
+            source: r.source,
             created_at: from_millis(r.created_at),
             updated_at: from_millis(r.updated_at),
         }
     }
 }
 
-const GROUP_COLUMNS: &str = "id, display_name, external_id, created_at, updated_at";
+pub(super) const GROUP_COLUMNS: &str =
+    "id, display_name, external_id, source, created_at, updated_at";
 
 impl Store {
     /// Creates a group; a display name taken (case-insensitively) is a conflict.
@@ -43,6 +46,7 @@ impl Store {
             id: new_id(),
             display_name: display_name.to_string(),
             external_id: external_id.map(str::to_string),
+            source: "api".into(),
             created_at: now,
             updated_at: now,
         };
@@ -81,7 +85,7 @@ impl Store {
 
     /// Adds a user to a group; adding an existing member changes nothing (idempotent).
     pub async fn add_member(&self, group_id: &str, user_id: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         require_exists(
             &mut tx,
             "SELECT 1 FROM access_groups WHERE id = $1",

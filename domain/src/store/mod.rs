@@ -5,6 +5,7 @@
 mod admins;
 mod audit;
 mod connectors;
+mod directory;
 mod groups;
 mod policies;
 mod sessions;
@@ -13,6 +14,10 @@ mod users;
 
 pub use audit::{AuditQuery, NewAuditEvent};
 pub use connectors::{ConnectorSecrets, NewConnector};
+pub use directory::{
+    DirectoryGroup, DirectoryKey, DirectoryUser, GroupWrite, MemberChange, ScimRequestLog,
+    UserWrite,
+};
 pub use policies::PolicyRow;
 pub use tokens::TokenGrant;
 pub use users::NewUser;
@@ -129,6 +134,17 @@ impl Store {
     /// Closes the pool, waiting for connections to return.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// A transaction that writes. On SQLite it takes the write lock at the start (`BEGIN
+    /// IMMEDIATE`): a deferred transaction that reads first and then writes fails at once with
+    /// SQLITE_BUSY when another writer committed in between, which the busy timeout cannot help.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let begin = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        Ok(self.pool.begin_with(begin).await?)
     }
 
     fn now_ms(&self) -> i64 {

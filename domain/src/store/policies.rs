@@ -52,7 +52,7 @@ impl Store {
         block: Vec<String>,
     ) -> Result<ToolPolicy> {
         let rules = ToolRules::normalized(allow, block).map_err(Error::Invalid)?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         require_exists(
             &mut tx,
             "SELECT 1 FROM access_groups WHERE id = $1",

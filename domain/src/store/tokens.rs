@@ -72,12 +72,15 @@ impl Store {
             (TokenKind::Personal, None) => {
                 return Err(Error::invalid("personal tokens need a user"));
             }
-            (TokenKind::Admin, Some(_)) => return Err(Error::invalid("admin tokens have no user")),
-            (TokenKind::Admin, None) => {}
+            (TokenKind::Admin | TokenKind::Scim, Some(_)) => {
+                return Err(Error::invalid("admin and SCIM tokens have no user"));
+            }
+            (TokenKind::Admin | TokenKind::Scim, None) => {}
         }
         let prefix = match kind {
             TokenKind::Admin => "tga",
             TokenKind::Personal => "tgp",
+            TokenKind::Scim => "tgs",
         };
         let (secret, hash) = new_token(prefix);
         let row = TokenRow {

@@ -21,6 +21,7 @@ pub(super) struct UserRow {
     display_name: String,
     external_id: Option<String>,
     active: i64,
+    source: String,
     created_at: i64,
     updated_at: i64,
 }
@@ -33,14 +34,14 @@ impl From<UserRow> for User {
             display_name: r.display_name,
             external_id: r.external_id,
             active: r.active != 0,
+            source: r.source,
             created_at: from_millis(r.created_at),
             updated_at: from_millis(r.updated_at),
         }
     }
 }
 
-pub(super) const USER_COLUMNS: &str =
-    "u.id, u.user_name, u.display_name, u.external_id, u.active, u.created_at, u.updated_at";
+pub(super) const USER_COLUMNS: &str = "u.id, u.user_name, u.display_name, u.external_id, u.active, u.source, u.created_at, u.updated_at";
 
 impl Store {
     /// Creates a user; a user name taken (case-insensitively) is a conflict.
@@ -54,6 +55,7 @@ impl Store {
             display_name: input.display_name,
             external_id: input.external_id,
             active: 1,
+            source: "api".into(),
             created_at: now,
             updated_at: now,
         };

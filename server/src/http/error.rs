@@ -62,6 +62,9 @@ impl From<DomainError> for ApiError {
             ),
             DomainError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             DomainError::Unauthenticated => ApiError::unauthorized("invalid credentials"),
+            DomainError::PreconditionFailed(m) => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", m)
+            }
             DomainError::AuditUnavailable => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "audit_unavailable",

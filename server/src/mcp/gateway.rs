@@ -157,6 +157,7 @@ impl ServerHandler for Gateway {
             latency_us: 0,
             error: None,
             request_id: request_id(&ctx),
+            detail: None,
         };
 
         let target = snap

@@ -42,6 +42,7 @@ fn event(principal: &str, tool: &str, decision: AuditDecision) -> NewAuditEvent 
         latency_us: 1500,
         error: None,
         request_id: Some("req-1".into()),
+        detail: None,
     }
 }
 

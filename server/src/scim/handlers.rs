@@ -43,8 +43,11 @@ fn user_doc(u: &DirectoryUser) -> Doc {
             doc.insert("externalId".into(), json!(e));
         }
     }
-    // The column is the truth for `active` (an admin may have disabled the user).
-    doc.insert("active".into(), json!(u.user.active));
+    // The column is the truth for `active` (an admin may have disabled the user); a document
+    // without `active` stays without it while the user is enabled (absent means active).
+    if doc.contains_key("active") || !u.user.active {
+        doc.insert("active".into(), json!(u.user.active));
+    }
     doc
 }
 
@@ -89,38 +92,19 @@ fn group_meta<'a>(g: &'a DirectoryGroup, base: &'a str) -> Meta<'a> {
     }
 }
 
-/// `names` maps user ids to display names; `None` leaves members out (excluded or not wanted).
-fn group_resource(
-    g: &DirectoryGroup,
-    names: Option<&HashMap<String, String>>,
-    base: &str,
-) -> Value {
-    let members = names.map(|names| {
+/// The group as sent; `with_members` false leaves members out (excluded or not wanted). Members
+/// carry `value`, `$ref` and `type`: echoing exactly what clients send, so a PATCH reads back
+/// as written.
+fn group_resource(g: &DirectoryGroup, with_members: bool, base: &str) -> Value {
+    let members = with_members.then(|| {
         let items = g
             .members
             .iter()
-            .map(|id| {
-                let mut m =
-                    json!({"value": id, "$ref": format!("{base}/Users/{id}"), "type": "User"});
-                if let Some(n) = names.get(id) {
-                    m["display"] = json!(n);
-                }
-                m
-            })
+            .map(|id| json!({"value": id, "$ref": format!("{base}/Users/{id}"), "type": "User"}))
             .collect();
         ("members", items)
     });
     resource_json(&group_doc(g), &group_meta(g, base), members)
-}
-
-async fn user_names(state: &AppState) -> Result<HashMap<String, String>, ScimError> {
-    Ok(state
-        .store
-        .list_users()
-        .await?
-        .into_iter()
-        .map(|u| (u.id, u.display_name))
-        .collect())
 }
 
 async fn groups_of(
@@ -403,14 +387,10 @@ async fn group_listing(state: &AppState, listing: &Listing) -> ScimResult {
                 .map(|(k, v)| (*k, v.as_str())),
         )
         .await?;
-    let names = if listing.wants("members") {
-        Some(user_names(state).await?)
-    } else {
-        None
-    };
+    let with_members = listing.wants("members");
     let all = groups
         .iter()
-        .map(|g| group_resource(g, names.as_ref(), &base))
+        .map(|g| group_resource(g, with_members, &base))
         .collect();
     Ok(scim_json(
         StatusCode::OK,
@@ -454,17 +434,12 @@ async fn respond_group(
 ) -> ScimResult {
     let base = base(state);
     let excluded = parse_attr_list(params.excluded_attributes.as_deref())?;
-    let names = if excluded
+    let with_members = !excluded
         .iter()
-        .any(|p| p.attr.eq_ignore_ascii_case("members"))
-    {
-        None
-    } else {
-        Some(user_names(state).await?)
-    };
+        .any(|p| p.attr.eq_ignore_ascii_case("members"));
     let body = project_one(
         Resource::Group,
-        group_resource(g, names.as_ref(), &base),
+        group_resource(g, with_members, &base),
         params,
     )?;
     Ok(one(status, body, &base, &g.group.id, Resource::Group))
@@ -615,10 +590,6 @@ pub async fn search_all(
     let base = base(&state);
     let users = state.store.directory_users(None).await?;
     let groups_by_user = groups_of(&state, None).await?;
-    let names: HashMap<String, String> = users
-        .iter()
-        .map(|u| (u.user.id.clone(), u.user.display_name.clone()))
-        .collect();
     let mut all: Vec<Value> = users
         .iter()
         .map(|u| {
@@ -633,9 +604,8 @@ pub async fn search_all(
         })
         .collect();
     for g in state.store.directory_groups(None).await? {
-        all.push(group_resource(&g, Some(&names), &base));
+        all.push(group_resource(&g, true, &base));
     }
-    // Projection is per resource type; the user schema covers both for the common attributes.
     Ok(scim_json(
         StatusCode::OK,
         &listing.respond(Resource::User, all),

@@ -94,6 +94,9 @@ fn apply_pathless(
                 return Err(ScimError::invalid_value(format!("{k} must be an object")));
             };
             for (ik, iv) in inner {
+                if matches!(ik.to_ascii_lowercase().as_str(), "id" | "schemas" | "meta") {
+                    continue;
+                }
                 apply_path(resource, doc, op, &format!("{urn}:{ik}"), Some(iv))?;
             }
             continue;
@@ -122,6 +125,9 @@ fn apply_path(
             }
             (_, Some(Value::Object(inner))) => {
                 for (k, v) in inner {
+                    if matches!(k.to_ascii_lowercase().as_str(), "id" | "schemas" | "meta") {
+                        continue;
+                    }
                     apply_path(resource, doc, op, &format!("{urn}:{k}"), Some(v))?;
                 }
                 Ok(())

@@ -157,7 +157,15 @@ impl Listing {
             .into_iter()
             .skip(self.start - 1)
             .take(self.count)
-            .map(|r| project(resource, r, &self.attributes, &self.excluded))
+            .map(|r| {
+                // `.search` at the root mixes users and groups: each is projected by its own schema.
+                let own = match r["meta"]["resourceType"].as_str() {
+                    Some("Group") => Resource::Group,
+                    Some("User") => Resource::User,
+                    _ => resource,
+                };
+                project(own, r, &self.attributes, &self.excluded)
+            })
             .collect();
         json!({
             "schemas": [LIST_URN],

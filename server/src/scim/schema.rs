@@ -39,6 +39,10 @@ pub struct Attr {
     pub mutability: Mutability,
     pub unique: bool,
     pub sub: &'static [Attr],
+    /// For references: what they may point at (RFC 7643 §7 `referenceTypes`).
+    pub ref_types: &'static [&'static str],
+    /// Suggested values (RFC 7643 §7 `canonicalValues`).
+    pub canonical: &'static [&'static str],
     pub description: &'static str,
 }
 
@@ -52,6 +56,8 @@ const fn s(name: &'static str, description: &'static str) -> Attr {
         mutability: Mutability::ReadWrite,
         unique: false,
         sub: &[],
+        ref_types: &[],
+        canonical: &[],
         description,
     }
 }
@@ -63,9 +69,14 @@ const fn b(name: &'static str, description: &'static str) -> Attr {
     }
 }
 
-const fn r(name: &'static str, description: &'static str) -> Attr {
+const fn r(
+    name: &'static str,
+    ref_types: &'static [&'static str],
+    description: &'static str,
+) -> Attr {
     Attr {
         kind: Kind::Reference,
+        ref_types,
         ..s(name, description)
     }
 }
@@ -120,7 +131,7 @@ const GROUP_REF_SUB: &[Attr] = &[
     },
     Attr {
         mutability: Mutability::ReadOnly,
-        ..r("$ref", "The group's URI.")
+        ..r("$ref", &["Group"], "The group's URI.")
     },
     Attr {
         mutability: Mutability::ReadOnly,
@@ -128,6 +139,7 @@ const GROUP_REF_SUB: &[Attr] = &[
     },
     Attr {
         mutability: Mutability::ReadOnly,
+        canonical: &["direct", "indirect"],
         ..s("type", "direct or indirect.")
     },
 ];
@@ -140,15 +152,12 @@ const MEMBER_SUB: &[Attr] = &[
     },
     Attr {
         mutability: Mutability::Immutable,
-        ..r("$ref", "The member's URI.")
-    },
-    Attr {
-        mutability: Mutability::ReadOnly,
-        ..s("display", "The member's display name.")
+        ..r("$ref", &["User", "Group"], "The member's URI.")
     },
     Attr {
         mutability: Mutability::Immutable,
-        ..s("type", "User.")
+        canonical: &["User", "Group"],
+        ..s("type", "User or Group.")
     },
 ];
 
@@ -157,7 +166,7 @@ const MANAGER_SUB: &[Attr] = &[
         case_exact: true,
         ..s("value", "The manager's id.")
     },
-    r("$ref", "The manager's URI."),
+    r("$ref", &["User"], "The manager's URI."),
     Attr {
         mutability: Mutability::ReadOnly,
         ..s("displayName", "The manager's display name.")
@@ -179,7 +188,11 @@ pub const USER_ATTRS: &[Attr] = &[
     ),
     s("displayName", "The name shown for the user."),
     s("nickName", "The casual name."),
-    r("profileUrl", "A URI of the user's online profile."),
+    r(
+        "profileUrl",
+        &["external"],
+        "A URI of the user's online profile.",
+    ),
     s("title", "The user's title."),
     s("userType", "The relationship to the organisation."),
     s(
@@ -379,7 +392,10 @@ fn attr_json(a: &Attr) -> Value {
         "uniqueness": if a.unique { "server" } else { "none" },
     });
     if a.kind == Kind::Reference {
-        o["referenceTypes"] = json!(["external", "User", "Group", "uri"]);
+        o["referenceTypes"] = json!(a.ref_types);
+    }
+    if !a.canonical.is_empty() {
+        o["canonicalValues"] = json!(a.canonical);
     }
     if !a.sub.is_empty() {
         o["subAttributes"] = Value::Array(a.sub.iter().map(attr_json).collect());

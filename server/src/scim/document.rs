@@ -492,7 +492,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(group_write(&doc).unwrap().display_name, "G");
-        assert_eq!(members.unwrap(), json!([{"value": "u1"}]), "read-only display is dropped");
+        assert_eq!(
+            members.unwrap(),
+            json!([{"value": "u1"}]),
+            "read-only display is dropped"
+        );
     }
 
     #[test]

@@ -5,19 +5,74 @@ use serde::{Deserialize, Serialize};
 /// Session key of the signed-in dashboard user.
 pub const SESSION_USER_KEY: &str = "dashboard_user";
 
-/// Dashboard roles.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Dashboard roles, from most to least powerful. People signed in with the OpenID Provider get
+/// theirs from the group mappings in the identity settings; local accounts are admins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DashboardRole {
     Admin,
+    Approver,
+    Auditor,
+    User,
+}
+
+impl DashboardRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DashboardRole::Admin => "admin",
+            DashboardRole::Approver => "approver",
+            DashboardRole::Auditor => "auditor",
+            DashboardRole::User => "user",
+        }
+    }
+
+    /// What each role may open.
+    pub fn may(self, page: Page) -> bool {
+        use DashboardRole::*;
+        match page {
+            Page::Overview => matches!(self, Admin | Approver | Auditor),
+            Page::Audit => matches!(self, Admin | Auditor),
+            Page::Approvals => matches!(self, Admin | Approver),
+            Page::Connectors
+            | Page::Groups
+            | Page::Users
+            | Page::ServicePrincipals
+            | Page::Settings => self == Admin,
+        }
+    }
+}
+
+/// The dashboard's pages, for role checks and navigation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Page {
+    Overview,
+    Connectors,
+    Groups,
+    Audit,
+    Approvals,
+    Users,
+    ServicePrincipals,
+    Settings,
+}
+
+/// How the user signed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInSource {
+    /// A local break-glass account (argon2 password).
+    Local,
+    /// The configured OpenID Provider (Microsoft Entra ID).
+    Oidc,
 }
 
 /// The signed-in dashboard user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DashboardUser {
+    /// The local account id, or the directory user id for OIDC sign-ins.
     pub id: String,
     pub username: String,
     pub role: DashboardRole,
+    pub source: SignInSource,
 }
 
 #[cfg(feature = "ssr")]
@@ -36,6 +91,7 @@ mod ssr {
     pub struct DashboardContext {
         pub store: Store,
         pub snapshot: Arc<SnapshotHandle>,
+        pub audit: toolgate_domain::audit::AuditSink,
     }
 
     /// The context, or an error when the server forgot to provide it.
@@ -59,21 +115,30 @@ mod ssr {
             .unwrap_or(None))
     }
 
-    /// The signed-in admin, or an error (HTTP 401/403) that stops the server function. Mutating
-    /// server functions call this first: they cannot reach the store without it.
-    pub async fn require_admin() -> Result<(DashboardUser, DashboardContext), ServerFnError> {
+    /// The signed-in user if their role may open `page`, or an error (HTTP 401/403) that stops
+    /// the server function. Server functions call this first: they cannot reach the store
+    /// without it.
+    pub async fn require(page: Page) -> Result<(DashboardUser, DashboardContext), ServerFnError> {
         let Some(user) = current_user().await? else {
             if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {
                 opts.set_status(axum::http::StatusCode::UNAUTHORIZED);
             }
             return Err(ServerFnError::new("sign in first"));
         };
-        if user.role != DashboardRole::Admin {
+        if !user.role.may(page) {
             if let Some(opts) = use_context::<leptos_axum::ResponseOptions>() {
                 opts.set_status(axum::http::StatusCode::FORBIDDEN);
             }
-            return Err(ServerFnError::new("this needs the admin role"));
+            return Err(ServerFnError::new(format!(
+                "your role ({}) does not give access to this page",
+                user.role.as_str()
+            )));
         }
         Ok((user, context()?))
+    }
+
+    /// `require` for the admin-only pages.
+    pub async fn require_admin() -> Result<(DashboardUser, DashboardContext), ServerFnError> {
+        require(Page::Settings).await
     }
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod pages;
 pub mod server_fns;
 
+use auth::{DashboardRole, Page};
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::components::{A, Outlet, ParentRoute, Route, Router, Routes};
@@ -64,22 +65,34 @@ fn Layout() -> impl IntoView {
         <div class="layout">
             <nav class="sidebar" aria-label="Main">
                 <div class="brand">"Toolgate"</div>
-                <A href="/" exact=true>"Overview"</A>
-                <A href="/connectors">"Connectors"</A>
-                <A href="/groups">"Groups & policies"</A>
-                <A href="/audit">"Audit"</A>
-                <span class="nav-section">"Coming"</span>
-                <A href="/approvals">"Approvals" <span class="badge">"coming"</span></A>
-                <A href="/users">"Users" <span class="badge">"coming"</span></A>
-                <A href="/service-principals">"Service principals" <span class="badge">"coming"</span></A>
-                <A href="/settings">"Settings" <span class="badge">"coming"</span></A>
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        let role = me.await.ok().flatten().map(|u| u.role).unwrap_or(DashboardRole::User);
+                        view! {
+                            {role.may(Page::Overview).then(|| view! { <A href="/" exact=true>"Overview"</A> })}
+                            {role.may(Page::Connectors).then(|| view! { <A href="/connectors">"Connectors"</A> })}
+                            {role.may(Page::Groups).then(|| view! { <A href="/groups">"Groups & policies"</A> })}
+                            {role.may(Page::Audit).then(|| view! { <A href="/audit">"Audit"</A> })}
+                            {(role == DashboardRole::Admin || role == DashboardRole::Approver).then(|| view! { <span class="nav-section">"Coming"</span> })}
+                            {role.may(Page::Approvals).then(|| view! { <A href="/approvals">"Approvals" <span class="badge">"coming"</span></A> })}
+                            {role.may(Page::Users).then(|| view! { <A href="/users">"Users" <span class="badge">"coming"</span></A> })}
+                            {role.may(Page::ServicePrincipals).then(|| view! { <A href="/service-principals">"Service principals" <span class="badge">"coming"</span></A> })}
+                            {role.may(Page::Settings).then(|| view! { <A href="/settings">"Settings" <span class="badge">"coming"</span></A> })}
+                            {(role == DashboardRole::User).then(|| view! {
+                                <p class="nav-note" id="no-pages">"Your role has no dashboard pages. Your agents connect at /mcp."</p>
+                            })}
+                        }
+                    })}
+                </Suspense>
             </nav>
             <div class="content">
                 <header class="topbar">
                     <Suspense fallback=|| ()>
                         {move || Suspend::new(async move {
-                            let name = me.await.ok().flatten().map(|u| u.username).unwrap_or_default();
-                            view! { <span class="whoami">"Signed in as " <strong>{name}</strong></span> }
+                            let me = me.await.ok().flatten();
+                            let name = me.as_ref().map(|u| u.username.clone()).unwrap_or_default();
+                            let role = me.map(|u| u.role.as_str()).unwrap_or_default();
+                            view! { <span class="whoami">"Signed in as " <strong>{name}</strong> " (" <span id="role">{role}</span> ")"</span> }
                         })}
                     </Suspense>
                     <ActionForm action=logout>

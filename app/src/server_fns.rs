@@ -6,7 +6,9 @@ use leptos::prelude::*;
 use toolgate_domain::model::{AuditEvent, Connector, GroupDetail, Overview, User};
 
 #[cfg(feature = "ssr")]
-use crate::auth::{DashboardRole, SESSION_USER_KEY, context, require_admin, session};
+use crate::auth::{
+    DashboardRole, Page, SESSION_USER_KEY, SignInSource, context, require, require_admin, session,
+};
 
 /// Domain errors shown to the dashboard user; internal ones are logged and shown generically.
 #[cfg(feature = "ssr")]
@@ -39,6 +41,7 @@ pub async fn login(username: String, password: String) -> Result<(), ServerFnErr
     let session = session().await?;
     match ctx.store.verify_admin(&username, &password).await {
         Ok(account) => {
+            record_sign_in(&ctx, &account.username, "signin.local", true).await;
             session
                 .cycle_id()
                 .await
@@ -47,6 +50,7 @@ pub async fn login(username: String, password: String) -> Result<(), ServerFnErr
                 id: account.id,
                 username: account.username,
                 role: DashboardRole::Admin,
+                source: SignInSource::Local,
             };
             session
                 .insert(SESSION_USER_KEY, &user)
@@ -58,10 +62,54 @@ pub async fn login(username: String, password: String) -> Result<(), ServerFnErr
         }
         Err(toolgate_domain::Error::Unauthenticated) => {
             tracing::warn!(username = %username, "dashboard sign-in failed");
+            record_sign_in(&ctx, &username, "signin.failed", false).await;
             Err(ServerFnError::new("wrong user name or password"))
         }
         Err(e) => Err(shown(e)),
     }
+}
+
+/// Audits a local sign-in attempt (every one, successful or not).
+#[cfg(feature = "ssr")]
+async fn record_sign_in(ctx: &crate::auth::DashboardContext, who: &str, kind: &str, ok: bool) {
+    use toolgate_domain::model::{AuditDecision, Outcome};
+    let event = toolgate_domain::store::NewAuditEvent {
+        at: ctx.store.clock().now(),
+        kind: kind.into(),
+        principal: who.chars().take(256).collect(),
+        principal_id: None,
+        connector: None,
+        tool: None,
+        decision: if ok {
+            AuditDecision::Allow
+        } else {
+            AuditDecision::Deny
+        },
+        rule: None,
+        outcome: if ok { Outcome::Ok } else { Outcome::Denied },
+        latency_us: 0,
+        error: None,
+        request_id: None,
+        detail: Some("local account".into()),
+    };
+    if let Err(e) = ctx.audit.record(event).await {
+        tracing::error!(error = %e, "sign-in audit event not written");
+    }
+}
+
+/// The sign-in button's label when sign-in with the OpenID Provider is configured.
+#[server(prefix = "/fn", endpoint = "sso")]
+pub async fn sso_label() -> Result<Option<String>, ServerFnError> {
+    let ctx = context()?;
+    let settings = ctx
+        .store
+        .setting::<Option<toolgate_domain::model::OidcSettings>>(
+            toolgate_domain::store::setting_keys::OIDC,
+        )
+        .await
+        .map_err(shown)?
+        .flatten();
+    Ok(settings.map(|s| s.display_name))
 }
 
 /// Signs out: the session is deleted.
@@ -84,7 +132,7 @@ pub async fn whoami() -> Result<Option<DashboardUser>, ServerFnError> {
 
 #[server(prefix = "/fn", endpoint = "overview")]
 pub async fn get_overview() -> Result<Overview, ServerFnError> {
-    let (_, ctx) = require_admin().await?;
+    let (_, ctx) = require(Page::Overview).await?;
     ctx.store.overview().await.map_err(shown)
 }
 
@@ -190,7 +238,7 @@ pub async fn set_policy(
 
 #[server(prefix = "/fn", endpoint = "audit")]
 pub async fn list_audit(limit: i64) -> Result<Vec<AuditEvent>, ServerFnError> {
-    let (_, ctx) = require_admin().await?;
+    let (_, ctx) = require(Page::Audit).await?;
     ctx.store
         .list_audit(&toolgate_domain::store::AuditQuery {
             limit,

@@ -235,3 +235,59 @@ pub struct Overview {
     pub calls_24h: i64,
     pub denied_24h: i64,
 }
+
+/// How a person signing in with the OpenID Provider is matched to a provisioned user the first
+/// time (afterwards the stable subject is bound to the user).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OidcMatch {
+    /// `userName` equals the token's `preferred_username` (Entra: the UPN), case-insensitively.
+    #[default]
+    UserName,
+    /// `externalId` equals the token's `oid` (Entra object id).
+    ExternalId,
+}
+
+/// Sign-in with an OpenID Provider (Microsoft Entra ID first).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OidcSettings {
+    /// Issuer URL, e.g. `https://login.microsoftonline.com/{tenant}/v2.0`; a multi-tenant issuer
+    /// keeps the literal `{tenantid}`, replaced by the token's `tid` and compared exactly.
+    pub issuer: String,
+    pub client_id: String,
+    /// Whether a client secret is stored (the secret itself is never returned).
+    #[serde(default)]
+    pub client_secret_set: bool,
+    /// Label of the sign-in button.
+    #[serde(default = "default_provider_name")]
+    pub display_name: String,
+    #[serde(default)]
+    pub match_by: OidcMatch,
+    /// Create unknown people at first sign-in instead of refusing them (default: refuse; IT
+    /// provisions by SCIM).
+    #[serde(default)]
+    pub jit_provisioning: bool,
+    /// Also use the token's `groups` claim (group object ids matched to groups' `externalId`);
+    /// SCIM memberships are always used.
+    #[serde(default)]
+    pub use_groups_claim: bool,
+}
+
+fn default_provider_name() -> String {
+    "Microsoft Entra ID".into()
+}
+
+/// Which groups give which dashboard role (group ids). A person gets the most powerful role any
+/// of their groups maps to, otherwise `user`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RoleMappings {
+    #[serde(default)]
+    pub admin: Vec<String>,
+    #[serde(default)]
+    pub approver: Vec<String>,
+    #[serde(default)]
+    pub auditor: Vec<String>,
+}

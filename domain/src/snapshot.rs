@@ -150,6 +150,8 @@ pub struct SnapshotHandle {
     requested: AtomicU64,
     covered: AtomicU64,
     reload_lock: tokio::sync::Mutex<()>,
+    /// Tells watchers (open MCP streams) that a new snapshot is in place.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl SnapshotHandle {
@@ -163,6 +165,7 @@ impl SnapshotHandle {
             requested: AtomicU64::new(0),
             covered: AtomicU64::new(0),
             reload_lock: tokio::sync::Mutex::new(()),
+            changes: tokio::sync::watch::Sender::new(1),
         }))
     }
 
@@ -186,6 +189,12 @@ impl SnapshotHandle {
         let next = Snapshot::load(&self.store, version).await?;
         self.current.store(Arc::new(next));
         self.covered.store(covers, Ordering::SeqCst);
+        self.changes.send_replace(version);
         Ok(())
+    }
+
+    /// A receiver that wakes whenever a new snapshot is in place.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 }

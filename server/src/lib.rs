@@ -8,6 +8,7 @@ pub mod config;
 pub mod http;
 pub mod mcp;
 pub mod metrics_names;
+pub mod oidc;
 pub mod probes;
 pub mod scim;
 pub mod state;
@@ -222,6 +223,7 @@ pub async fn build_state(
         config: Arc::new(config),
         metrics: telemetry::metrics_handle(),
         scim_log,
+        oidc: Arc::new(oidc::OidcRuntime::default()),
     })
 }
 
@@ -231,6 +233,7 @@ pub fn build_router(state: state::AppState, shutdown: CancellationToken) -> Rout
         .merge(probes::router())
         .nest("/api/v1", api::router())
         .nest("/scim/v2", scim::router(&state))
+        .merge(oidc::router().layer(web::session_layer(&state)))
         .merge(mcp::router(&state, shutdown))
         .merge(web::router(&state))
         .layer(axum::middleware::from_fn(probes::count_requests))

@@ -20,5 +20,6 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
     pub scim_log: crate::scim::ScimLog,
+    pub oidc: Arc<crate::oidc::OidcRuntime>,
     pub leptos_options: LeptosOptions,
 }

@@ -152,6 +152,13 @@ impl Store {
         .execute(&mut *tx)
         .await
         .on_unique(|| format!("userName {:?} is already taken", w.user_name))?;
+        if !w.active {
+            // Offboarding: a disabled person's dashboard sessions end with the change.
+            sqlx::query("DELETE FROM dashboard_sessions WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         self.directory_user(id).await
     }
@@ -203,6 +210,7 @@ impl Store {
         for sql in [
             "DELETE FROM group_members WHERE user_id = $1",
             "DELETE FROM api_tokens WHERE user_id = $1",
+            "DELETE FROM dashboard_sessions WHERE user_id = $1",
             "DELETE FROM users WHERE id = $1",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;

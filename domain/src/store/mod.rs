@@ -9,6 +9,7 @@ mod directory;
 mod groups;
 mod policies;
 mod sessions;
+mod settings;
 mod tokens;
 mod users;
 
@@ -19,6 +20,7 @@ pub use directory::{
     UserWrite,
 };
 pub use policies::PolicyRow;
+pub use settings::keys as setting_keys;
 pub use tokens::TokenGrant;
 pub use users::NewUser;
 

@@ -16,15 +16,23 @@ impl Store {
         Ok(row)
     }
 
-    /// Inserts or replaces a session.
-    pub async fn save_session(&self, id: &str, data: &str, expires_at_ms: i64) -> Result<()> {
+    /// Inserts or replaces a session; `user_id` names the directory user it belongs to, if any.
+    pub async fn save_session(
+        &self,
+        id: &str,
+        data: &str,
+        expires_at_ms: i64,
+        user_id: Option<&str>,
+    ) -> Result<()> {
         sqlx::query(
-            "INSERT INTO dashboard_sessions (id, data, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
+            "INSERT INTO dashboard_sessions (id, data, expires_at, user_id) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at,
+                 user_id = excluded.user_id",
         )
         .bind(id)
         .bind(data)
         .bind(expires_at_ms)
+        .bind(user_id)
         .execute(&self.pool)
         .await?;
         Ok(())

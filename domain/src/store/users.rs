@@ -94,17 +94,28 @@ impl Store {
         Ok(rows.into_iter().map(User::from).collect())
     }
 
-    /// Enables or disables a user; a disabled user's tokens stop working at the next snapshot.
+    /// Enables or disables a user; a disabled user's tokens stop working at the next snapshot and
+    /// their dashboard sessions end now.
     pub async fn set_user_active(&self, id: &str, active: bool) -> Result<User> {
-        let done = sqlx::query("UPDATE users SET active = $1, updated_at = $2 WHERE id = $3")
-            .bind(i64::from(active))
-            .bind(self.now_ms())
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE users SET active = $1, updated_at = $2, version = version + 1 WHERE id = $3",
+        )
+        .bind(i64::from(active))
+        .bind(self.now_ms())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound("user"));
         }
+        if !active {
+            sqlx::query("DELETE FROM dashboard_sessions WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         self.get_user(id).await
     }
 }

@@ -4,6 +4,7 @@
 mod audit;
 mod connectors;
 mod directory;
+pub mod settings;
 
 use crate::http::{ApiError, ApiJson};
 use crate::state::AppState;
@@ -30,6 +31,8 @@ pub use directory::{CreateGroup, CreateToken, CreateUser, PutPolicy, TokenCreate
         directory::put_policy,
         directory::create_token,
         audit::list_audit,
+        settings::get_identity,
+        settings::put_identity,
     ),
     components(schemas(
         toolgate_domain::model::Connector,
@@ -42,6 +45,9 @@ pub use directory::{CreateGroup, CreateToken, CreateUser, PutPolicy, TokenCreate
         toolgate_domain::model::Outcome,
         CreateConnector, CreateUser, CreateGroup, PutPolicy, CreateToken, TokenCreated,
         audit::AuditPage, ErrorBody, ErrorInner,
+        settings::IdentitySettingsView, settings::IdentitySettingsInput, settings::OidcInput,
+        toolgate_domain::model::OidcSettings, toolgate_domain::model::OidcMatch,
+        toolgate_domain::model::RoleMappings,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -102,6 +108,10 @@ pub fn router() -> Router<AppState> {
             put(directory::put_policy),
         )
         .route("/audit", get(audit::list_audit))
+        .route(
+            "/settings/identity",
+            get(settings::get_identity).put(settings::put_identity),
+        )
         .fallback(api_not_found)
         .method_not_allowed_fallback(api_method_not_allowed)
 }

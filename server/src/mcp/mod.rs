@@ -87,7 +87,36 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         return unauthorized(Some("invalid, revoked or expired token"));
     };
     req.extensions_mut().insert(principal);
-    next.run(req).await
+    let res = next.run(req).await;
+    cut_off_when_revoked(res, state, token)
+}
+
+/// Streams (SSE) stay open for as long as the caller is allowed: when a snapshot change revokes
+/// the token (user disabled or deleted, token revoked), the stream ends at once.
+fn cut_off_when_revoked(res: Response, state: AppState, token: String) -> Response {
+    let is_stream = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    if !is_stream {
+        return res;
+    }
+    let mut changes = state.snapshot.subscribe();
+    let snapshot = state.snapshot.clone();
+    let revoked = async move {
+        while changes.changed().await.is_ok() {
+            if snapshot.get().principal_for_token(&token).is_none() {
+                tracing::info!("access revoked: closing an open MCP stream");
+                return;
+            }
+        }
+        // The snapshot handle is gone (shutdown): let the stream end with the server.
+        std::future::pending::<()>().await
+    };
+    let (parts, body) = res.into_parts();
+    let stream = futures::StreamExt::take_until(body.into_data_stream(), Box::pin(revoked));
+    Response::from_parts(parts, axum::body::Body::from_stream(stream))
 }
 
 /// 401 as RFC 6750 words it: no error code when no credentials were sent, `invalid_token` when

@@ -25,27 +25,14 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let ctx = DashboardContext {
         store: state.store.clone(),
         snapshot: state.snapshot.clone(),
+        audit: state.audit.clone(),
     };
     let routes = generate_route_list(App);
     let page_ctx = ctx.clone();
     let fn_ctx = ctx.clone();
     let options = state.leptos_options.clone();
 
-    let https = state.config.is_https();
-    let sessions = SessionManagerLayer::new(DbSessionStore::new(state.store.clone()))
-        // Why `__Host-`: over HTTPS the cookie is then bound to this exact origin and path.
-        .with_name(if https {
-            "__Host-toolgate_session"
-        } else {
-            "toolgate_session"
-        })
-        .with_secure(https)
-        .with_http_only(true)
-        .with_same_site(SameSite::Lax)
-        .with_path("/")
-        .with_expiry(Expiry::OnInactivity(time::Duration::hours(
-            state.config.session_ttl_hours,
-        )));
+    let sessions = session_layer(state);
 
     Router::new()
         .route(
@@ -67,6 +54,26 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .layer(middleware::from_fn(require_sign_in))
         .layer(sessions)
         .layer(middleware::from_fn(same_origin_writes))
+}
+
+/// Dashboard sessions: in the database, HttpOnly, SameSite=Lax, `Secure` and `__Host-` over
+/// HTTPS, ended after `session_ttl_hours` without activity.
+pub fn session_layer(state: &AppState) -> SessionManagerLayer<DbSessionStore> {
+    let https = state.config.is_https();
+    SessionManagerLayer::new(DbSessionStore::new(state.store.clone()))
+        // Why `__Host-`: over HTTPS the cookie is then bound to this exact origin and path.
+        .with_name(if https {
+            "__Host-toolgate_session"
+        } else {
+            "toolgate_session"
+        })
+        .with_secure(https)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(
+            state.config.session_ttl_hours,
+        )))
 }
 
 /// Pages need a signed-in user; others are sent to the login page. Static files, the login page

@@ -35,6 +35,15 @@ fn encode(record: &Record) -> session_store::Result<(String, i64)> {
     Ok((data, expires_ms))
 }
 
+/// The directory user a session belongs to (people signed in with the OpenID Provider), so that
+/// offboarding can end their sessions; local break-glass accounts have none.
+fn session_user(record: &Record) -> Option<String> {
+    let user = record.data.get(toolgate_app::auth::SESSION_USER_KEY)?;
+    (user.get("source")?.as_str()? == "oidc")
+        .then(|| user.get("id")?.as_str().map(str::to_string))
+        .flatten()
+}
+
 #[async_trait]
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
@@ -54,7 +63,12 @@ impl SessionStore for DbSessionStore {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let (data, expires) = encode(record)?;
         self.store
-            .save_session(&key(&record.id), &data, expires)
+            .save_session(
+                &key(&record.id),
+                &data,
+                expires,
+                session_user(record).as_deref(),
+            )
             .await
             .map_err(backend)
     }

@@ -436,3 +436,76 @@ async fn no_answer_leaves_without_its_audit_row() {
         "{err}"
     );
 }
+
+/// Opens a session by hand and returns its id.
+async fn raw_session(app: &TestApp, token: &str) -> String {
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}});
+    let res = app
+        .http
+        .post(app.url("/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&init)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let session = res.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let _ = res.text().await;
+    let res = app
+        .http
+        .post(app.url("/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    session
+}
+
+#[tokio::test]
+async fn an_open_stream_is_cut_off_when_the_user_is_disabled() {
+    let (app, _up, _c, user, _g, token) = setup().await;
+    let session = raw_session(&app, &token).await;
+    let mut stream = app
+        .http
+        .get(app.url("/mcp"))
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    // The stream stays open while the user is allowed.
+    let idle = tokio::time::timeout(std::time::Duration::from_millis(300), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(idle.is_err(), "the stream ended on its own");
+    let disabled_at = std::time::Instant::now();
+    app.server
+        .state
+        .store
+        .set_user_active(&user, false)
+        .await
+        .unwrap();
+    app.server.state.snapshot.reload().await.unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the stream was still open 1 s after the user was disabled"
+    );
+    assert!(disabled_at.elapsed() < std::time::Duration::from_secs(1));
+}

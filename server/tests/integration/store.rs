@@ -258,7 +258,7 @@ async fn suite(url: String) {
             .unwrap()
     );
     store
-        .save_session("s1", "{\"a\":1}", now_ms + 60_000)
+        .save_session("s1", "{\"a\":1}", now_ms + 60_000, Some(&alice.id))
         .await
         .unwrap();
     assert_eq!(
@@ -268,6 +268,22 @@ async fn suite(url: String) {
     clock.advance(Duration::minutes(2));
     assert!(store.load_session("s1").await.unwrap().is_none());
     assert_eq!(store.delete_expired_sessions().await.unwrap(), 1);
+    // Offboarding ends a person's sessions.
+    let later = clock_ms(&clock) + 60_000;
+    store
+        .save_session("s2", "{}", later, Some(&alice.id))
+        .await
+        .unwrap();
+    store.save_session("s3", "{}", later, None).await.unwrap();
+    store.set_user_active(&alice.id, false).await.unwrap();
+    assert!(store.load_session("s2").await.unwrap().is_none());
+    assert!(store.load_session("s3").await.unwrap().is_some());
+    store.set_user_active(&alice.id, true).await.unwrap();
+    store
+        .save_session("s4", "{}", later, Some(&alice.id))
+        .await
+        .unwrap();
+    assert_eq!(store.delete_user_sessions(&alice.id).await.unwrap(), 1);
 
     // Audit: batch insert, newest first, keyset paging, overview counts.
     let batch: Vec<NewAuditEvent> = (0..5)

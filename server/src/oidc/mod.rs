@@ -1,0 +1,254 @@
+//! Sign-in with an OpenID Provider (Microsoft Entra ID first-class, any OIDC provider works):
+//! authorization code + PKCE S256 + state + nonce, the ID token verified (signature, audience,
+//! nonce, expiry, exact issuer with `{tenantid}` substituted), the person matched to a provisioned
+//! user, the dashboard role from group mappings. Every sign-in and refusal is audited.
+
+mod provider;
+pub mod signin;
+
+use crate::api::settings::{load_oidc, load_roles};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use provider::{PendingLogin, Provider};
+use serde::Deserialize;
+use std::sync::Arc;
+use toolgate_app::auth::{DashboardUser, SESSION_USER_KEY, SignInSource};
+use toolgate_domain::model::{AuditDecision, Outcome};
+use toolgate_domain::store::NewAuditEvent;
+use tower_sessions::Session;
+
+/// Session key of the sign-in in progress (state, nonce, PKCE verifier).
+const PENDING_KEY: &str = "oidc_pending";
+/// How long a started sign-in may take.
+const PENDING_TTL_SECS: i64 = 600;
+/// How long discovery metadata and keys are reused.
+const PROVIDER_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The discovered provider, cached; forgotten when the settings change.
+#[derive(Default)]
+pub struct OidcRuntime {
+    cached: tokio::sync::RwLock<Option<(std::time::Instant, Arc<Provider>)>>,
+}
+
+impl std::fmt::Debug for OidcRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OidcRuntime")
+    }
+}
+
+impl OidcRuntime {
+    /// Drops the cached provider (settings changed).
+    pub async fn forget(&self) {
+        *self.cached.write().await = None;
+    }
+
+    async fn provider(&self, state: &AppState) -> Result<Option<Arc<Provider>>, String> {
+        if let Some((at, p)) = self.cached.read().await.as_ref()
+            && at.elapsed() < PROVIDER_TTL
+        {
+            return Ok(Some(p.clone()));
+        }
+        let Some((settings, secret)) = load_oidc(state).await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let redirect = format!("{}/auth/oidc/callback", state.config.public_url());
+        let p = Arc::new(Provider::discover(settings, secret, redirect).await?);
+        *self.cached.write().await = Some((std::time::Instant::now(), p.clone()));
+        Ok(Some(p))
+    }
+}
+
+/// `/auth/oidc/*`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/oidc/login", get(login))
+        .route("/auth/oidc/callback", get(callback))
+}
+
+fn to_login(error: &str) -> Response {
+    Redirect::to(&format!("/login?error={error}")).into_response()
+}
+
+/// Starts a sign-in: redirects to the provider with PKCE, state and nonce kept in the session.
+async fn login(State(state): State<AppState>, session: Session) -> Response {
+    let provider = match state.oidc.provider(&state).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return to_login("sso_not_configured"),
+        Err(e) => {
+            tracing::error!(error = %e, "OpenID Provider discovery failed");
+            return to_login("sso_unavailable");
+        }
+    };
+    let (url, pending) = provider.authorize_url(state.store.clock().now().timestamp());
+    if session.insert(PENDING_KEY, &pending).await.is_err() {
+        return to_login("session");
+    }
+    Redirect::to(url.as_str()).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct CallbackParams {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Finishes a sign-in: checks the single-use state, exchanges the code, verifies the ID token,
+/// finds the person, sets the session.
+async fn callback(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Query(params): Query<CallbackParams>,
+) -> Response {
+    // Single use: the pending sign-in is taken out of the session whatever happens next.
+    let pending: Option<PendingLogin> = session.remove(PENDING_KEY).await.ok().flatten();
+    let fail = |reason: &str, who: &str| {
+        let state = state.clone();
+        let (reason, who) = (reason.to_string(), who.to_string());
+        let request_id = request_id(&headers);
+        async move {
+            tracing::warn!(%reason, %who, "OIDC sign-in refused");
+            audit(
+                &state,
+                "signin.failed",
+                &who,
+                &reason,
+                AuditDecision::Deny,
+                request_id,
+            )
+            .await;
+        }
+    };
+    if let Some(e) = params.error {
+        fail(
+            &format!(
+                "provider error {e}: {}",
+                params.error_description.unwrap_or_default()
+            ),
+            "?",
+        )
+        .await;
+        return to_login("provider_error");
+    }
+    let (Some(code), Some(returned_state), Some(pending)) = (params.code, params.state, pending)
+    else {
+        fail("callback without a pending sign-in, code or state", "?").await;
+        return to_login("expired");
+    };
+    let now = state.store.clock().now().timestamp();
+    if !pending.matches_state(&returned_state) || now - pending.started_at > PENDING_TTL_SECS {
+        fail("state mismatch or sign-in too old", "?").await;
+        return to_login("expired");
+    }
+    let provider = match state.oidc.provider(&state).await {
+        Ok(Some(p)) => p,
+        _ => return to_login("sso_unavailable"),
+    };
+    let claims = match provider
+        .finish(code, &pending, state.store.clock().now())
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            fail(&format!("token rejected: {e}"), "?").await;
+            return to_login("token_rejected");
+        }
+    };
+    let who = claims
+        .preferred_username
+        .clone()
+        .unwrap_or_else(|| claims.subject_key());
+    let user = match signin::resolve_person(&state.store, provider.settings(), &claims).await {
+        Ok(Ok(u)) => u,
+        Ok(Err(refusal)) => {
+            fail(&refusal.to_string(), &who).await;
+            let code = match refusal {
+                signin::Refusal::NotProvisioned => "not_provisioned",
+                signin::Refusal::Disabled => "disabled",
+                _ => "refused",
+            };
+            return to_login(code);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "OIDC sign-in failed");
+            return to_login("internal");
+        }
+    };
+    let roles = load_roles(&state).await.unwrap_or_default();
+    let role =
+        match signin::role_for(&state.store, &roles, provider.settings(), &user, &claims).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "role lookup failed");
+                return to_login("internal");
+            }
+        };
+    // A fresh session id at sign-in: a session fixed before sign-in is worthless after it.
+    if session.cycle_id().await.is_err() {
+        return to_login("session");
+    }
+    let dash = DashboardUser {
+        id: user.id.clone(),
+        username: user.user_name.clone(),
+        role,
+        source: SignInSource::Oidc,
+    };
+    if session.insert(SESSION_USER_KEY, &dash).await.is_err() {
+        return to_login("session");
+    }
+    audit(
+        &state,
+        "signin.oidc",
+        &user.user_name,
+        &format!("signed in as {} via {}", role.as_str(), claims.issuer),
+        AuditDecision::Allow,
+        request_id(&headers),
+    )
+    .await;
+    Redirect::to("/").into_response()
+}
+
+fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn audit(
+    state: &AppState,
+    kind: &str,
+    who: &str,
+    detail: &str,
+    decision: AuditDecision,
+    request_id: Option<String>,
+) {
+    let event = NewAuditEvent {
+        at: state.store.clock().now(),
+        kind: kind.into(),
+        principal: who.into(),
+        principal_id: None,
+        connector: None,
+        tool: None,
+        decision,
+        rule: None,
+        outcome: if decision == AuditDecision::Allow {
+            Outcome::Ok
+        } else {
+            Outcome::Denied
+        },
+        latency_us: 0,
+        error: None,
+        request_id,
+        detail: Some(detail.into()),
+    };
+    if let Err(e) = state.audit.record(event).await {
+        tracing::error!(error = %e, kind, "sign-in audit event not written");
+    }
+}

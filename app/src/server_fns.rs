@@ -28,7 +28,7 @@ fn shown(e: toolgate_domain::Error) -> ServerFnError {
 
 #[cfg(feature = "ssr")]
 async fn changed(ctx: &crate::auth::DashboardContext) {
-    if let Err(e) = ctx.snapshot.reload().await {
+    if let Err(e) = ctx.snapshot.publish().await {
         tracing::error!(error = %e, "policy snapshot reload failed after a dashboard change");
     }
 }

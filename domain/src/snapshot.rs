@@ -152,6 +152,8 @@ pub struct SnapshotHandle {
     reload_lock: tokio::sync::Mutex<()>,
     /// Tells watchers (open MCP streams) that a new snapshot is in place.
     changes: tokio::sync::watch::Sender<u64>,
+    /// This process, so it can ignore its own change notifications.
+    instance: String,
 }
 
 impl SnapshotHandle {
@@ -166,6 +168,7 @@ impl SnapshotHandle {
             covered: AtomicU64::new(0),
             reload_lock: tokio::sync::Mutex::new(()),
             changes: tokio::sync::watch::Sender::new(1),
+            instance: uuid::Uuid::new_v4().to_string(),
         }))
     }
 
@@ -191,6 +194,53 @@ impl SnapshotHandle {
         self.covered.store(covers, Ordering::SeqCst);
         self.changes.send_replace(version);
         Ok(())
+    }
+
+    /// After a change made in this process: rebuild, then tell the other replicas (PostgreSQL
+    /// `NOTIFY`) so they rebuild too.
+    pub async fn publish(&self) -> Result<()> {
+        self.reload().await?;
+        self.store.notify_change(&self.instance).await
+    }
+
+    /// Follows changes made by other replicas: on every notification (and after every reconnect,
+    /// when notifications may have been missed) the snapshot is rebuilt. Runs until the process
+    /// ends; only PostgreSQL has other replicas.
+    pub async fn follow_changes(self: Arc<Self>, database_url: String) {
+        use sqlx::postgres::PgListener;
+        loop {
+            let mut listener = match PgListener::connect(&database_url).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "change listener cannot connect; retrying in 1 s");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if let Err(e) = listener.listen(crate::store::CHANGE_CHANNEL).await {
+                tracing::warn!(error = %e, "change listener cannot LISTEN; retrying in 1 s");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+            // Anything that changed while we were not listening.
+            if let Err(e) = self.reload().await {
+                tracing::warn!(error = %e, "snapshot reload failed");
+            }
+            loop {
+                match listener.recv().await {
+                    Ok(n) if n.payload() == self.instance => {}
+                    Ok(_) => {
+                        if let Err(e) = self.reload().await {
+                            tracing::warn!(error = %e, "snapshot reload after a change notification failed");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change listener lost its connection; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
     }
 
     /// A receiver that wakes whenever a new snapshot is in place.

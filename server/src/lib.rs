@@ -209,6 +209,10 @@ pub async fn build_state(
     let snapshot = SnapshotHandle::load(store.clone())
         .await
         .map_err(|e| anyhow::anyhow!("loading the policy snapshot: {e}"))?;
+    if store.backend() == toolgate_domain::store::Backend::Postgres {
+        // Replicas on one PostgreSQL: follow the others' changes (policy, directory, tokens).
+        tokio::spawn(snapshot.clone().follow_changes(config.database_url.clone()));
+    }
     let audit = AuditSink::start(store.clone());
     let scim_log = scim::ScimLog::start(store.clone());
     let upstreams = Arc::new(mcp::upstream::Upstreams::new(Duration::from_secs(

@@ -34,6 +34,9 @@ use std::time::Duration;
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
+/// The PostgreSQL channel replicas announce changes on.
+pub const CHANGE_CHANNEL: &str = "toolgate_changes";
+
 /// Which database is behind the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -113,6 +116,19 @@ impl Store {
             .run(&self.pool)
             .await
             .map_err(|e| Error::Internal(format!("migration failed: {e}")))
+    }
+
+    /// Tells other replicas that something changed (PostgreSQL `NOTIFY`; nothing on SQLite,
+    /// which has no other replicas). `from` names this process.
+    pub async fn notify_change(&self, from: &str) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANGE_CHANNEL)
+                .bind(from)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// One round trip, for `/readyz`.

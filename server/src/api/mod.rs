@@ -139,7 +139,7 @@ async fn api_not_found() -> ApiError {
 /// Reloads the snapshot after a change (a failure is logged: the change is stored already) and
 /// closes upstream connections of connectors that are no longer enabled.
 pub(crate) async fn changed(state: &AppState) {
-    if let Err(e) = state.snapshot.reload().await {
+    if let Err(e) = state.snapshot.publish().await {
         tracing::error!(error = %e, "policy snapshot reload failed after a change");
     }
     let enabled: Vec<String> = state

@@ -158,7 +158,7 @@ async fn changed(
     if let Err(e) = state.audit.record(event).await {
         tracing::error!(error = %e, kind, "SCIM change applied but its audit event was not written");
     }
-    if let Err(e) = state.snapshot.reload().await {
+    if let Err(e) = state.snapshot.publish().await {
         tracing::error!(error = %e, "policy snapshot reload failed after a SCIM change");
     }
 }

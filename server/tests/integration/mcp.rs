@@ -439,10 +439,14 @@ async fn no_answer_leaves_without_its_audit_row() {
 
 /// Opens a session by hand and returns its id.
 async fn raw_session(app: &TestApp, token: &str) -> String {
+    raw_session_at(&app.http, &app.base, token).await
+}
+
+async fn raw_session_at(http: &reqwest::Client, base: &str, token: &str) -> String {
+    let url = format!("{base}/mcp");
     let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}});
-    let res = app
-        .http
-        .post(app.url("/mcp"))
+    let res = http
+        .post(&url)
         .bearer_auth(token)
         .header("accept", "application/json, text/event-stream")
         .json(&init)
@@ -455,9 +459,8 @@ async fn raw_session(app: &TestApp, token: &str) -> String {
         .unwrap()
         .to_string();
     let _ = res.text().await;
-    let res = app
-        .http
-        .post(app.url("/mcp"))
+    let res = http
+        .post(&url)
         .bearer_auth(token)
         .header("accept", "application/json, text/event-stream")
         .header("mcp-session-id", &session)
@@ -508,4 +511,155 @@ async fn an_open_stream_is_cut_off_when_the_user_is_disabled() {
         "the stream was still open 1 s after the user was disabled"
     );
     assert!(disabled_at.elapsed() < std::time::Duration::from_secs(1));
+}
+
+/// Two gateway processes' worth of app on one PostgreSQL: a change made through one is seen by
+/// the other within a second, and an open stream on the other is cut off.
+#[tokio::test]
+async fn replicas_on_postgres_see_each_others_changes_within_a_second() {
+    if skip_postgres() {
+        eprintln!("TOOLGATE_TEST_SKIP_POSTGRES=1: skipped");
+        return;
+    }
+    let url = toolgate_domain::store::isolated_postgres_url(&postgres_base_url())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = toolgate_domain::crypto::MasterKey::generate().to_base64();
+    let start = |url: String| {
+        let config = toolgate::config::Config {
+            listen: "127.0.0.1:0".into(),
+            database_url: url,
+            data_dir: dir.path().to_path_buf(),
+            master_key: Some(key.clone()),
+            ..Default::default()
+        };
+        toolgate::start(config)
+    };
+    let a = start(url.clone()).await.unwrap();
+    let b = start(url).await.unwrap();
+    let (_, admin) = a
+        .state
+        .store
+        .create_token(toolgate_domain::model::TokenKind::Admin, "t", None)
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let api = |path: &str, body: serde_json::Value| {
+        http.post(format!("{}{path}", a.base_url))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+    };
+    let up = spawn_upstream("up").await;
+    let c: serde_json::Value = api(
+        "/api/v1/connectors",
+        json!({"name": "up", "url": up.url, "transport": "streamable_http"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let u: serde_json::Value = api(
+        "/api/v1/users",
+        json!({"user_name": "rita", "display_name": "Rita"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let g: serde_json::Value = api("/api/v1/groups", json!({"display_name": "g"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (cid, uid, gid) = (
+        c["id"].as_str().unwrap(),
+        u["id"].as_str().unwrap(),
+        g["id"].as_str().unwrap(),
+    );
+    http.put(format!("{}/api/v1/groups/{gid}/members/{uid}", a.base_url))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let token: serde_json::Value =
+        api(&format!("/api/v1/users/{uid}/tokens"), json!({"name": "x"}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let token = token["token"].as_str().unwrap().to_string();
+
+    // B knows the caller (and that no tool is allowed) before the change.
+    let via_b = mcp_client(&format!("{}/mcp", b.base_url), Some(&token))
+        .await
+        .unwrap();
+    assert!(via_b.list_all_tools().await.unwrap().is_empty());
+    // A policy set through A reaches B's tools/list within a second (B learns of it only by
+    // the change notification).
+    let changed_at = std::time::Instant::now();
+    http.put(format!("{}/api/v1/groups/{gid}/policies/{cid}", a.base_url))
+        .bearer_auth(&admin)
+        .json(&json!({"allow": ["echo"]}))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = false;
+    while changed_at.elapsed() < std::time::Duration::from_secs(1) {
+        let names: Vec<String> = via_b
+            .list_all_tools()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        if names == vec!["up__echo".to_string()] {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(seen, "replica B did not see the policy within 1 s");
+
+    // An open stream on B is cut within a second of disabling the user through A.
+    let session = raw_session_at(&http, &b.base_url, &token).await;
+    let mut stream = http
+        .get(format!("{}/mcp", b.base_url))
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let disabled_at = std::time::Instant::now();
+    a.state.store.set_user_active(uid, false).await.unwrap();
+    a.state.snapshot.publish().await.unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "B kept the stream open 1 s after A disabled the user"
+    );
+    assert!(disabled_at.elapsed() < std::time::Duration::from_secs(1));
+    // And B refuses the token.
+    let res = http
+        .post(format!("{}/mcp", b.base_url))
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -92,6 +92,8 @@ mod ssr {
         pub store: Store,
         pub snapshot: Arc<SnapshotHandle>,
         pub audit: toolgate_domain::audit::AuditSink,
+        /// The URL people and agents use, for the values to paste into Entra.
+        pub public_url: String,
     }
 
     /// The context, or an error when the server forgot to provide it.

@@ -47,9 +47,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/groups") view=pages::groups::GroupsPage />
                     <Route path=path!("/audit") view=pages::audit::AuditPage />
                     <Route path=path!("/approvals") view=|| view! { <pages::Coming title="Approvals" what="Approver inbox for just-in-time elevation and per-call approval." /> } />
-                    <Route path=path!("/users") view=|| view! { <pages::Coming title="Users" what="People provisioned by SCIM from Microsoft Entra, with their groups and tokens." /> } />
+                    <Route path=path!("/users") view=pages::users::UsersPage />
                     <Route path=path!("/service-principals") view=|| view! { <pages::Coming title="Service principals" what="Identities for unattended agents." /> } />
-                    <Route path=path!("/settings") view=|| view! { <pages::Coming title="Settings" what="Sign-in with Entra, SCIM tokens, role mappings." /> } />
+                    <Route path=path!("/settings") view=pages::settings::SettingsPage />
                 </ParentRoute>
             </Routes>
         </Router>
@@ -75,9 +75,9 @@ fn Layout() -> impl IntoView {
                             {role.may(Page::Audit).then(|| view! { <A href="/audit">"Audit"</A> })}
                             {(role == DashboardRole::Admin || role == DashboardRole::Approver).then(|| view! { <span class="nav-section">"Coming"</span> })}
                             {role.may(Page::Approvals).then(|| view! { <A href="/approvals">"Approvals" <span class="badge">"coming"</span></A> })}
-                            {role.may(Page::Users).then(|| view! { <A href="/users">"Users" <span class="badge">"coming"</span></A> })}
+                            {role.may(Page::Users).then(|| view! { <A href="/users">"Users"</A> })}
                             {role.may(Page::ServicePrincipals).then(|| view! { <A href="/service-principals">"Service principals" <span class="badge">"coming"</span></A> })}
-                            {role.may(Page::Settings).then(|| view! { <A href="/settings">"Settings" <span class="badge">"coming"</span></A> })}
+                            {role.may(Page::Settings).then(|| view! { <A href="/settings">"Settings"</A> })}
                             {(role == DashboardRole::User).then(|| view! {
                                 <p class="nav-note" id="no-pages">"Your role has no dashboard pages. Your agents connect at /mcp."</p>
                             })}

@@ -1,5 +1,7 @@
 //! Server functions behind the dashboard. Each checks the caller first, then calls the domain
 //! store; no SQL here. URLs are fixed (`/fn/<name>`) so they stay stable across builds.
+// Server functions take one argument per form field; a settings form has many.
+#![allow(clippy::too_many_arguments)]
 
 use crate::auth::DashboardUser;
 use leptos::prelude::*;
@@ -296,4 +298,179 @@ mod tests {
         );
         assert!(split_patterns("  ").is_empty());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Users
+
+/// Everyone, with their groups and tokens, for the Users page.
+#[server(prefix = "/fn", endpoint = "people")]
+pub async fn list_people() -> Result<Vec<toolgate_domain::model::PersonRow>, ServerFnError> {
+    let (_, ctx) = require(Page::Users).await?;
+    let users = ctx.store.list_users().await.map_err(shown)?;
+    let memberships = ctx.store.user_group_names(None).await.map_err(shown)?;
+    let mut rows = Vec::with_capacity(users.len());
+    for user in users {
+        let groups = memberships
+            .iter()
+            .filter(|(u, _, _)| *u == user.id)
+            .map(|(_, _, n)| n.clone())
+            .collect();
+        let tokens = ctx.store.list_user_tokens(&user.id).await.map_err(shown)?;
+        rows.push(toolgate_domain::model::PersonRow {
+            user,
+            groups,
+            tokens,
+        });
+    }
+    Ok(rows)
+}
+
+/// Disables or re-enables a person: their tokens, sessions and open streams stop at once.
+#[server(prefix = "/fn", endpoint = "set_person_active")]
+pub async fn set_person_active(user_id: String, active: bool) -> Result<(), ServerFnError> {
+    let (admin, ctx) = require(Page::Users).await?;
+    let user = ctx
+        .store
+        .set_user_active(&user_id, active)
+        .await
+        .map_err(shown)?;
+    tracing::info!(admin = %admin.username, user = %user.user_name, active, "user status changed from the dashboard");
+    changed(&ctx).await;
+    Ok(())
+}
+
+/// Revokes one token.
+#[server(prefix = "/fn", endpoint = "revoke_token")]
+pub async fn revoke_token(token_id: String) -> Result<(), ServerFnError> {
+    let (admin, ctx) = require(Page::Users).await?;
+    ctx.store.revoke_token(&token_id).await.map_err(shown)?;
+    tracing::info!(admin = %admin.username, token = %token_id, "token revoked from the dashboard");
+    changed(&ctx).await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+
+/// Identity and provisioning settings.
+#[server(prefix = "/fn", endpoint = "settings")]
+pub async fn get_settings() -> Result<toolgate_domain::model::SettingsView, ServerFnError> {
+    use toolgate_domain::model::{ScimRequestRow, SettingsView, TokenKind};
+    let (_, ctx) = require(Page::Settings).await?;
+    let oidc = toolgate_domain::identity::oidc(&ctx.store)
+        .await
+        .map_err(shown)?
+        .map(|(s, _)| s);
+    let roles = toolgate_domain::identity::role_mappings(&ctx.store)
+        .await
+        .map_err(shown)?;
+    let groups = ctx.store.list_groups().await.map_err(shown)?;
+    let names = |ids: &[String]| -> Vec<String> {
+        groups
+            .iter()
+            .filter(|g| ids.contains(&g.id))
+            .map(|g| g.display_name.clone())
+            .collect()
+    };
+    let requests = ctx.store.recent_scim_requests(50).await.map_err(shown)?;
+    let scim_requests: Vec<ScimRequestRow> = requests
+        .into_iter()
+        .map(|(at, client, method, path, status, us)| ScimRequestRow {
+            at: toolgate_domain::clock::from_millis(at),
+            client,
+            method,
+            path,
+            status,
+            duration_ms: us as f64 / 1000.0,
+        })
+        .collect();
+    let last_sync = scim_requests.iter().find(|r| r.status < 400).map(|r| r.at);
+    Ok(SettingsView {
+        oidc,
+        admin_groups: names(&roles.admin),
+        approver_groups: names(&roles.approver),
+        auditor_groups: names(&roles.auditor),
+        redirect_uri: format!("{}/auth/oidc/callback", ctx.public_url),
+        scim_tenant_url: format!("{}/scim/v2", ctx.public_url),
+        scim_tokens: ctx
+            .store
+            .list_tokens_of_kind(TokenKind::Scim)
+            .await
+            .map_err(shown)?,
+        scim_requests,
+        last_sync,
+    })
+}
+
+/// Saves sign-in settings. Empty issuer turns single sign-on off; role mappings name groups by
+/// display name, separated by commas.
+#[server(prefix = "/fn", endpoint = "save_identity")]
+pub async fn save_identity(
+    issuer: String,
+    client_id: String,
+    client_secret: String,
+    display_name: String,
+    match_by: String,
+    jit_provisioning: Option<String>,
+    use_groups_claim: Option<String>,
+    admin_groups: String,
+    approver_groups: String,
+    auditor_groups: String,
+) -> Result<(), ServerFnError> {
+    use toolgate_domain::model::{IdentitySettingsInput, OidcInput, OidcMatch, RoleMappings};
+    let (admin, ctx) = require(Page::Settings).await?;
+    let groups = ctx.store.list_groups().await.map_err(shown)?;
+    let resolve = |text: &str| -> Result<Vec<String>, ServerFnError> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|name| {
+                groups
+                    .iter()
+                    .find(|g| g.display_name.eq_ignore_ascii_case(name))
+                    .map(|g| g.id.clone())
+                    .ok_or_else(|| ServerFnError::new(format!("no group named {name:?}")))
+            })
+            .collect()
+    };
+    let input = IdentitySettingsInput {
+        oidc: (!issuer.trim().is_empty()).then(|| OidcInput {
+            issuer,
+            client_id,
+            client_secret: Some(client_secret).filter(|s| !s.is_empty()),
+            display_name: Some(display_name),
+            match_by: if match_by == "external_id" {
+                OidcMatch::ExternalId
+            } else {
+                OidcMatch::UserName
+            },
+            jit_provisioning: jit_provisioning.is_some(),
+            use_groups_claim: use_groups_claim.is_some(),
+        }),
+        role_mappings: RoleMappings {
+            admin: resolve(&admin_groups)?,
+            approver: resolve(&approver_groups)?,
+            auditor: resolve(&auditor_groups)?,
+        },
+    };
+    toolgate_domain::identity::update(&ctx.store, input)
+        .await
+        .map_err(shown)?;
+    tracing::info!(admin = %admin.username, "identity settings changed from the dashboard");
+    changed(&ctx).await;
+    Ok(())
+}
+
+/// Creates a SCIM token and returns it; it is shown this once.
+#[server(prefix = "/fn", endpoint = "create_scim_token")]
+pub async fn create_scim_token(name: String) -> Result<String, ServerFnError> {
+    let (admin, ctx) = require(Page::Settings).await?;
+    let (info, secret) = ctx
+        .store
+        .create_token(toolgate_domain::model::TokenKind::Scim, &name, None)
+        .await
+        .map_err(shown)?;
+    tracing::info!(admin = %admin.username, token = %info.id, "SCIM token created from the dashboard");
+    Ok(secret)
 }

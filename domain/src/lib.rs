@@ -14,6 +14,8 @@ pub mod clock;
 #[cfg(feature = "ssr")]
 pub mod crypto;
 #[cfg(feature = "ssr")]
+pub mod identity;
+#[cfg(feature = "ssr")]
 pub mod snapshot;
 #[cfg(feature = "ssr")]
 pub mod store;

@@ -291,3 +291,66 @@ pub struct RoleMappings {
     #[serde(default)]
     pub auditor: Vec<String>,
 }
+
+/// OIDC settings as written; `client_secret` is kept when omitted or empty.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct OidcInput {
+    pub issuer: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub match_by: OidcMatch,
+    #[serde(default)]
+    pub jit_provisioning: bool,
+    #[serde(default)]
+    pub use_groups_claim: bool,
+}
+
+/// A change of the identity settings; `oidc: null` turns sign-in with the provider off.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySettingsInput {
+    pub oidc: Option<OidcInput>,
+    #[serde(default)]
+    pub role_mappings: RoleMappings,
+}
+
+/// A person as the Users page shows them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PersonRow {
+    pub user: User,
+    pub groups: Vec<String>,
+    pub tokens: Vec<ApiToken>,
+}
+
+/// One logged SCIM request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScimRequestRow {
+    pub at: DateTime<Utc>,
+    pub client: String,
+    pub method: String,
+    pub path: String,
+    pub status: i64,
+    pub duration_ms: f64,
+}
+
+/// What the Settings page shows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SettingsView {
+    pub oidc: Option<OidcSettings>,
+    /// Group display names per role.
+    pub admin_groups: Vec<String>,
+    pub approver_groups: Vec<String>,
+    pub auditor_groups: Vec<String>,
+    pub redirect_uri: String,
+    pub scim_tenant_url: String,
+    pub scim_tokens: Vec<ApiToken>,
+    pub scim_requests: Vec<ScimRequestRow>,
+    pub last_sync: Option<DateTime<Utc>>,
+}

@@ -14,8 +14,11 @@
 //   IDP_DEBUG=1        log every request to stderr
 //
 // Issuer: http://127.0.0.1:<port>; discovery at /.well-known/openid-configuration.
-// Login page: GET /interaction/<uid> (form fields "login" and "password", button "Sign in");
-// consent is granted automatically. Prints "IDP READY http://127.0.0.1:<port>" once listening.
+// Login page: GET /interaction/<uid> (form fields "login" and "password", button "Sign in"; a wrong
+// password shows "Invalid credentials"; button "Cancel" returns error=access_denied to the client).
+// Consent is granted automatically. PKCE (S256) is required. The session cookie gives SSO: a second
+// /auth in the same browser goes straight back with a code unless prompt=login (or select_account).
+// Prints "IDP READY http://127.0.0.1:<port>" once listening; exits 0 on SIGTERM.
 import crypto from 'node:crypto';
 import http from 'node:http';
 import Provider, { errors, interactionPolicy } from 'oidc-provider';

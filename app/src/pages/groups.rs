@@ -63,6 +63,7 @@ fn GroupCard(
     set_policy: ServerAction<SetPolicy>,
 ) -> impl IntoView {
     let group_id = g.group.id.clone();
+    let managed = g.group.source == "scim";
     let members = g.members.clone();
     let candidates: Vec<User> = users
         .into_iter()
@@ -98,7 +99,7 @@ fn GroupCard(
             view! {
                 <li>
                     {m.display_name} " " <span class="muted">{m.user_name}</span>
-                    <ActionForm action=remove_member attr:class="inline">
+                    <ActionForm action=remove_member attr:class="inline" attr:hidden=managed>
                         <input type="hidden" name="group_id" value=gid />
                         <input type="hidden" name="user_id" value=m.id />
                         <button type="submit" class="link">"remove"</button>
@@ -107,12 +108,18 @@ fn GroupCard(
             }
         })
         .collect_view();
+    let scim = g.group.source == "scim";
+    let external = g.group.external_id.clone().unwrap_or_default();
     view! {
         <section class="group" data-group=g.group.display_name.clone()>
             <h2>{g.group.display_name.clone()}</h2>
+            {scim.then(|| view! {
+                <p class="muted small scim-managed">"Membership managed by SCIM (Microsoft Entra"
+                    {(!external.is_empty()).then(|| format!(", object id {external}"))}"); rules are edited here."</p>
+            })}
             <h3>"Members"</h3>
             <ul class="members">{member_rows}</ul>
-            <ActionForm action=add_member attr:class="inline">
+            <ActionForm action=add_member attr:class="inline" attr:hidden=scim>
                 <input type="hidden" name="group_id" value=group_id.clone() />
                 <select name="user_id" required>
                     <option value="">"Add a member…"</option>

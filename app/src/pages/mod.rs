@@ -5,6 +5,8 @@ pub mod connectors;
 pub mod groups;
 pub mod login;
 pub mod overview;
+pub mod settings;
+pub mod users;
 
 use leptos::prelude::*;
 

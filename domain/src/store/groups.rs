@@ -100,6 +100,8 @@ impl Store {
             "user",
         )
         .await?;
+        // Groups provisioned by SCIM keep the membership the identity provider sends.
+        require_not_scim(&mut tx, group_id).await?;
         sqlx::query(
             "INSERT INTO group_members (group_id, user_id, created_at) VALUES ($1, $2, $3)
              ON CONFLICT (group_id, user_id) DO NOTHING",
@@ -115,7 +117,9 @@ impl Store {
 
     /// Removes a user from a group; removing a non-member changes nothing.
     pub async fn remove_member(&self, group_id: &str, user_id: &str) -> Result<()> {
-        self.get_group(group_id).await?;
+        if self.get_group(group_id).await?.source == "scim" {
+            return Err(scim_managed());
+        }
         sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND user_id = $2")
             .bind(group_id)
             .bind(user_id)
@@ -167,4 +171,19 @@ pub(super) async fn require_exists(
 ) -> Result<()> {
     let found = sqlx::query(sql).bind(id).fetch_optional(&mut **tx).await?;
     found.map(|_| ()).ok_or(Error::NotFound(what))
+}
+
+fn scim_managed() -> Error {
+    Error::Conflict("this group's membership is managed by SCIM (the identity provider)".into())
+}
+
+async fn require_not_scim(tx: &mut sqlx::Transaction<'_, sqlx::Any>, group_id: &str) -> Result<()> {
+    let (source,): (String,) = sqlx::query_as("SELECT source FROM access_groups WHERE id = $1")
+        .bind(group_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    if source == "scim" {
+        return Err(scim_managed());
+    }
+    Ok(())
 }

@@ -165,6 +165,18 @@ impl Store {
         rows.into_iter().map(TokenRow::into_model).collect()
     }
 
+    /// Tokens of one kind (e.g. every SCIM token), newest first.
+    pub async fn list_tokens_of_kind(&self, kind: TokenKind) -> Result<Vec<ApiToken>> {
+        let rows = sqlx::query_as::<_, TokenRow>(
+            "SELECT id, name, kind, user_id, prefix, created_at, revoked_at FROM api_tokens
+             WHERE kind = $1 ORDER BY created_at DESC",
+        )
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(TokenRow::into_model).collect()
+    }
+
     /// Revokes a token; revoking twice changes nothing.
     pub async fn revoke_token(&self, token_id: &str) -> Result<()> {
         let done = sqlx::query(

@@ -6,7 +6,6 @@
 mod provider;
 pub mod signin;
 
-use crate::api::settings::{load_oidc, load_roles};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Query, State};
@@ -17,6 +16,7 @@ use provider::{PendingLogin, Provider};
 use serde::Deserialize;
 use std::sync::Arc;
 use toolgate_app::auth::{DashboardUser, SESSION_USER_KEY, SignInSource};
+use toolgate_domain::identity;
 use toolgate_domain::model::{AuditDecision, Outcome};
 use toolgate_domain::store::NewAuditEvent;
 use tower_sessions::Session;
@@ -28,10 +28,11 @@ const PENDING_TTL_SECS: i64 = 600;
 /// How long discovery metadata and keys are reused.
 const PROVIDER_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// The discovered provider, cached; forgotten when the settings change.
+/// The discovered provider, cached per settings (any change of the settings, from the API or
+/// the dashboard, on any replica, means a fresh discovery).
 #[derive(Default)]
 pub struct OidcRuntime {
-    cached: tokio::sync::RwLock<Option<(std::time::Instant, Arc<Provider>)>>,
+    cached: tokio::sync::RwLock<Option<(std::time::Instant, String, Arc<Provider>)>>,
 }
 
 impl std::fmt::Debug for OidcRuntime {
@@ -41,23 +42,25 @@ impl std::fmt::Debug for OidcRuntime {
 }
 
 impl OidcRuntime {
-    /// Drops the cached provider (settings changed).
-    pub async fn forget(&self) {
-        *self.cached.write().await = None;
-    }
-
     async fn provider(&self, state: &AppState) -> Result<Option<Arc<Provider>>, String> {
-        if let Some((at, p)) = self.cached.read().await.as_ref()
+        let Some((settings, secret)) = identity::oidc(&state.store)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        let fingerprint = toolgate_domain::crypto::sha256_hex(
+            format!("{settings:?}|{}", secret.as_deref().unwrap_or_default()).as_bytes(),
+        );
+        if let Some((at, fp, p)) = self.cached.read().await.as_ref()
             && at.elapsed() < PROVIDER_TTL
+            && *fp == fingerprint
         {
             return Ok(Some(p.clone()));
         }
-        let Some((settings, secret)) = load_oidc(state).await.map_err(|e| e.to_string())? else {
-            return Ok(None);
-        };
         let redirect = format!("{}/auth/oidc/callback", state.config.public_url());
         let p = Arc::new(Provider::discover(settings, secret, redirect).await?);
-        *self.cached.write().await = Some((std::time::Instant::now(), p.clone()));
+        *self.cached.write().await = Some((std::time::Instant::now(), fingerprint, p.clone()));
         Ok(Some(p))
     }
 }
@@ -180,7 +183,9 @@ async fn callback(
             return to_login("internal");
         }
     };
-    let roles = load_roles(&state).await.unwrap_or_default();
+    let roles = identity::role_mappings(&state.store)
+        .await
+        .unwrap_or_default();
     let role =
         match signin::role_for(&state.store, &roles, provider.settings(), &user, &claims).await {
             Ok(r) => r,

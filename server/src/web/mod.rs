@@ -26,6 +26,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         store: state.store.clone(),
         snapshot: state.snapshot.clone(),
         audit: state.audit.clone(),
+        public_url: state.config.public_url(),
     };
     let routes = generate_route_list(App);
     let page_ctx = ctx.clone();

@@ -684,3 +684,22 @@ async fn provisioning_changes_reach_the_proxy_at_once() {
         .unwrap_err();
     assert!(err.to_string().contains("not permitted"), "{err}");
 }
+
+#[tokio::test]
+async fn scim_groups_keep_the_membership_the_provider_sends() {
+    let s = Scim::new(false).await;
+    let (_, u) = s.post("/Users", entra_user("m@contoso.com", "m")).await;
+    let (_, g) = s
+        .post("/Groups", json!({"displayName": "Managed", "externalId": "8aa1a0c0", "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"]}))
+        .await;
+    let (uid, gid) = (u["id"].as_str().unwrap(), g["id"].as_str().unwrap());
+    let (st, b) = s
+        .app
+        .put(&format!("/api/v1/groups/{gid}/members/{uid}"), json!(null))
+        .await;
+    assert_eq!(st, 409, "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("SCIM"));
+    // Policies on it are still the admin's to set.
+    let connector = s.app.create_connector("c", "http://127.0.0.1:9/mcp").await;
+    s.app.set_policy(gid, &connector, &["echo"], &[]).await;
+}

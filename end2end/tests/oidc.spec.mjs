@@ -219,7 +219,9 @@ test('alice signs in through Entra and gets the auditor dashboard', async ({ pag
   await expect(page.locator('body')).not.toContainText('X-Secret');
 
   // Nor can she add one: the server function behind the form refuses her session.
+  // (Same-origin, as the hydrated form sends it: a request without Origin is refused as cross-site.)
   const add = await page.request.post(`${base}/fn/add_connector`, {
+    headers: { Origin: base },
     form: { name: 'auditor-made', url: 'http://127.0.0.1:9/mcp', headers: '' },
   });
   expect(add.status()).toBe(403);

@@ -4,6 +4,21 @@ use super::{ErrorNote, action_error, error_text};
 use crate::server_fns::{AddConnector, list_connectors};
 use leptos::prelude::*;
 
+/// The add form; shown only to those who may see the list (admins).
+fn add_form(add: ServerAction<AddConnector>) -> impl IntoView {
+    view! {
+            <h2>"Add a connector"</h2>
+        <ActionForm action=add attr:id="add-connector">
+            <label>"Name" <input type="text" name="name" placeholder="github" pattern="[a-z0-9\\-]{1,32}" required /></label>
+            <label>"URL (streamable HTTP)" <input type="url" name="url" placeholder="https://mcp.example.com/mcp" required /></label>
+            <label>"Headers (one 'Name: value' per line; stored encrypted, never shown again)"
+                <textarea name="headers" rows="3" placeholder="Authorization: Bearer …"></textarea>
+            </label>
+            <button type="submit">"Add connector"</button>
+        </ActionForm>
+    }
+}
+
 #[component]
 pub fn ConnectorsPage() -> impl IntoView {
     let add = ServerAction::<AddConnector>::new();
@@ -14,7 +29,7 @@ pub fn ConnectorsPage() -> impl IntoView {
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match list.await {
-                    Ok(items) if items.is_empty() => view! { <p id="no-connectors">"No connectors yet."</p> }.into_any(),
+                    Ok(items) if items.is_empty() => view! { <p id="no-connectors">"No connectors yet."</p> {add_form(add)} }.into_any(),
                     Ok(items) => view! {
                         <table id="connectors-table">
                             <thead><tr><th>"Name"</th><th>"Transport"</th><th>"URL"</th><th>"Headers"</th><th>"Status"</th></tr></thead>
@@ -30,20 +45,12 @@ pub fn ConnectorsPage() -> impl IntoView {
                                 }).collect_view()}
                             </tbody>
                         </table>
+                        {add_form(add)}
                     }.into_any(),
                     Err(e) => view! { <ErrorNote message=error_text(&e) /> }.into_any(),
                 }
             })}
         </Suspense>
-        <h2>"Add a connector"</h2>
-        <ActionForm action=add attr:id="add-connector">
-            <label>"Name" <input type="text" name="name" placeholder="github" pattern="[a-z0-9-]{1,32}" required /></label>
-            <label>"URL (streamable HTTP)" <input type="url" name="url" placeholder="https://mcp.example.com/mcp" required /></label>
-            <label>"Headers (one 'Name: value' per line; stored encrypted, never shown again)"
-                <textarea name="headers" rows="3" placeholder="Authorization: Bearer …"></textarea>
-            </label>
-            <button type="submit">"Add connector"</button>
-        </ActionForm>
         {action_error(add)}
     }
 }

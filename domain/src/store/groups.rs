@@ -152,7 +152,18 @@ impl Store {
         })
     }
 
-    /// Every (group id, user id) pair, for the policy snapshot.
+    /// (group id, user id) pairs of people who hold a live personal token, for the snapshot.
+    pub async fn memberships_of_token_holders(&self) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as::<_, (String, String)>(
+            "SELECT m.group_id, m.user_id FROM group_members m
+             WHERE m.user_id IN (SELECT user_id FROM api_tokens
+                                 WHERE kind = 'personal' AND revoked_at IS NULL AND user_id IS NOT NULL)",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Every (group id, user id) pair.
     pub async fn all_memberships(&self) -> Result<Vec<(String, String)>> {
         Ok(
             sqlx::query_as::<_, (String, String)>("SELECT group_id, user_id FROM group_members")

@@ -39,14 +39,21 @@ impl Store {
     }
 
     /// Inserts a session only if the id is free; `false` when it was taken.
-    pub async fn create_session(&self, id: &str, data: &str, expires_at_ms: i64) -> Result<bool> {
+    pub async fn create_session(
+        &self,
+        id: &str,
+        data: &str,
+        expires_at_ms: i64,
+        user_id: Option<&str>,
+    ) -> Result<bool> {
         let done = sqlx::query(
-            "INSERT INTO dashboard_sessions (id, data, expires_at) VALUES ($1, $2, $3)
+            "INSERT INTO dashboard_sessions (id, data, expires_at, user_id) VALUES ($1, $2, $3, $4)
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(data)
         .bind(expires_at_ms)
+        .bind(user_id)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -94,6 +94,18 @@ impl Store {
         Ok(rows.into_iter().map(User::from).collect())
     }
 
+    /// People who hold a live personal token (the only ones the proxy needs to know).
+    pub async fn users_with_tokens(&self) -> Result<Vec<User>> {
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users u WHERE u.id IN (SELECT user_id FROM api_tokens
+                 WHERE kind = 'personal' AND revoked_at IS NULL AND user_id IS NOT NULL)"
+        );
+        let rows = sqlx::query_as::<_, UserRow>(&sql)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(User::from).collect())
+    }
+
     /// Enables or disables a user; a disabled user's tokens stop working at the next snapshot and
     /// their dashboard sessions end now.
     pub async fn set_user_active(&self, id: &str, active: bool) -> Result<User> {

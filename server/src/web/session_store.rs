@@ -48,10 +48,13 @@ fn session_user(record: &Record) -> Option<String> {
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let (data, expires) = encode(record)?;
+        // Sign-in renews the session id, which arrives here: the owner must be recorded too, or
+        // offboarding could not find the session.
+        let user = session_user(record);
         // A (vanishingly unlikely) id collision picks a new id rather than overwrite a session.
         while !self
             .store
-            .create_session(&key(&record.id), &data, expires)
+            .create_session(&key(&record.id), &data, expires, user.as_deref())
             .await
             .map_err(backend)?
         {

@@ -247,13 +247,13 @@ async fn suite(url: String) {
     let now_ms = clock_ms(&clock);
     assert!(
         store
-            .create_session("s1", "{}", now_ms + 60_000)
+            .create_session("s1", "{}", now_ms + 60_000, None)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .create_session("s1", "{}", now_ms + 60_000)
+            .create_session("s1", "{}", now_ms + 60_000, None)
             .await
             .unwrap()
     );

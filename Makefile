@@ -17,7 +17,7 @@ SERVER_PKGS := -p toolgate -p toolgate-domain -p toolgate-app
 TOOLGATE_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 export TOOLGATE_TEST_POSTGRES_URL
 
-.PHONY: help deps rust-deps test-deps build release run test lint fmt unit external clean
+.PHONY: help deps rust-deps test-deps build release run test lint fmt unit external bench-scim clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -71,6 +71,9 @@ external: build test-deps ## Third-party client (MCP Python SDK) and browser (Pl
 	bash scripts/test-external.sh
 
 test: test-deps lint build unit external ## Everything CI runs
+
+bench-scim: release test-deps ## SCIM provisioning benchmark: Entra-like initial cycle, then disables (figures in BENCHMARKS.md)
+	target/pyenv/bin/python bench/scim_bench.py --binary target/release/toolgate --out target/bench-scim.json
 
 clean: ## Remove build output
 	cargo clean

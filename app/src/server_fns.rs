@@ -309,6 +309,7 @@ pub async fn list_people() -> Result<Vec<toolgate_domain::model::PersonRow>, Ser
     let (_, ctx) = require(Page::Users).await?;
     let users = ctx.store.list_users().await.map_err(shown)?;
     let memberships = ctx.store.user_group_names(None).await.map_err(shown)?;
+    let sessions = ctx.store.session_counts().await.map_err(shown)?;
     let mut rows = Vec::with_capacity(users.len());
     for user in users {
         let groups = memberships
@@ -317,10 +318,16 @@ pub async fn list_people() -> Result<Vec<toolgate_domain::model::PersonRow>, Ser
             .map(|(_, _, n)| n.clone())
             .collect();
         let tokens = ctx.store.list_user_tokens(&user.id).await.map_err(shown)?;
+        let sessions = sessions
+            .iter()
+            .find(|(u, _)| *u == user.id)
+            .map(|(_, n)| *n)
+            .unwrap_or(0);
         rows.push(toolgate_domain::model::PersonRow {
             user,
             groups,
             tokens,
+            sessions,
         });
     }
     Ok(rows)
@@ -338,6 +345,19 @@ pub async fn set_person_active(user_id: String, active: bool) -> Result<(), Serv
     tracing::info!(admin = %admin.username, user = %user.user_name, active, "user status changed from the dashboard");
     changed(&ctx).await;
     Ok(())
+}
+
+/// Ends every dashboard session of a person.
+#[server(prefix = "/fn", endpoint = "end_sessions")]
+pub async fn end_sessions(user_id: String) -> Result<u64, ServerFnError> {
+    let (admin, ctx) = require(Page::Users).await?;
+    let n = ctx
+        .store
+        .delete_user_sessions(&user_id)
+        .await
+        .map_err(shown)?;
+    tracing::info!(admin = %admin.username, user = %user_id, sessions = n, "sessions ended from the dashboard");
+    Ok(n)
 }
 
 /// Revokes one token.

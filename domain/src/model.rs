@@ -327,6 +327,8 @@ pub struct PersonRow {
     pub user: User,
     pub groups: Vec<String>,
     pub tokens: Vec<ApiToken>,
+    /// Live dashboard sessions.
+    pub sessions: i64,
 }
 
 /// One logged SCIM request.

@@ -22,6 +22,7 @@ const TENANT = '11111111-1111-1111-1111-111111111111';
 const AUDITORS_ENTRA_ID = '33333333-3333-3333-3333-333333333333';
 const STAFF_ENTRA_ID = '44444444-4444-4444-4444-444444444444';
 const CONNECTOR = 'oidc-secret-connector';
+const ROOT_PASSWORD = 'break-glass-password-1';
 
 const people = {
   alice: { login: 'alice', password: 'pw-alice', upn: 'alice@contoso.com', oid: 'aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa', name: 'Alice', groups: [AUDITORS_ENTRA_ID] },
@@ -91,6 +92,7 @@ test.beforeAll(async () => {
   const lastLine = (out) => out.trim().split('\n').pop().trim();
   adminToken = lastLine(await toolgateCli(['token', 'create', '--name', 'e2e-oidc', '--role', 'admin'], { env, cwd: dir }));
   scimToken = lastLine(await toolgateCli(['token', 'create', '--name', 'entra', '--role', 'scim'], { env, cwd: dir }));
+  await toolgateCli(['admin', 'create', '--username', 'root'], { env: { ...env, TOOLGATE_ADMIN_PASSWORD: ROOT_PASSWORD }, cwd: dir });
   toolgate = startProcess('toolgate', [toolgateBin, 'serve'], { env, cwd: dir, logFile: path.join(dir, 'toolgate.log') });
   started.push(toolgate);
   await waitUntil('toolgate', toolgate, async () => (await fetch(`${base}/readyz`)).status === 200);
@@ -239,6 +241,34 @@ test('carol, in no mapped group, signs in with role user and no pages', async ({
   await expect(page.locator('span#role')).toHaveText('user');
   await expect(page.locator('#no-pages')).toBeVisible();
   await expect(page.locator('nav.sidebar').getByRole('link')).toHaveCount(0);
+});
+
+test("an admin's test sign-in shows what would happen and changes nothing", async ({ page }) => {
+  // The local break-glass admin signs in and tests the configuration with alice's account.
+  await page.goto(`${base}/login`);
+  await page.locator('input[name=username]').fill('root');
+  await page.locator('input[name=password]').fill(ROOT_PASSWORD);
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await expect(page).toHaveURL(`${base}/`);
+  await page.goto(`${base}/settings`);
+  await expect(page.locator('#test-sign-in')).toHaveAttribute('href', '/auth/oidc/login?test=1');
+  await page.goto(`${base}/auth/oidc/login?test=1`);
+  await expect(page).toHaveURL(new RegExp(`^${idpIssuer}/interaction/`));
+  await page.locator('input[name=login]').fill(people.alice.login);
+  await page.locator('input[name=password]').fill(people.alice.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  const result = page.locator('#test-result');
+  await expect(result).toContainText(people.alice.upn);
+  await expect(result).toContainText(`entra:${TENANT}:${people.alice.oid}`);
+  await expect(result).toContainText('auditor');
+  // Still the admin, not alice.
+  await page.goto(`${base}/`);
+  await expect(page.locator('span#role')).toHaveText('admin');
+  await expect(page.locator('.whoami strong')).toHaveText('root');
+  // A non-admin may not start a test.
+  await page.context().clearCookies();
+  await page.goto(`${base}/auth/oidc/login?test=1`);
+  await expect(page).toHaveURL(`${base}/login?error=admins_only`);
 });
 
 test('mallory, not provisioned, is refused', async ({ page }) => {

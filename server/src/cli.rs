@@ -30,7 +30,7 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
-    /// Manage admin API tokens.
+    /// Manage API tokens (admin API, SCIM provisioning).
     Token {
         #[command(subcommand)]
         command: TokenCommand,

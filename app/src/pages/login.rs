@@ -18,6 +18,7 @@ fn error_message(code: &str) -> &'static str {
         "provider_error" => "The identity provider refused the sign-in.",
         "sso_not_configured" => "Single sign-on is not configured.",
         "sso_unavailable" => "The identity provider cannot be reached right now.",
+        "admins_only" => "Only administrators can test the sign-in configuration.",
         _ => "Sign-in failed. Please try again.",
     }
 }

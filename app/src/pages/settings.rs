@@ -27,6 +27,7 @@ pub fn SettingsPage() -> impl IntoView {
                 match data.await {
                     Ok(s) => {
                         let o = s.oidc.clone();
+                        let configured = o.is_some();
                         view! {
                             <section class="group" id="identity">
                                 <h2>"Identity: sign-in with Microsoft Entra ID"</h2>
@@ -51,7 +52,10 @@ pub fn SettingsPage() -> impl IntoView {
                                     <label>"Auditor" <input type="text" name="auditor_groups" value=s.auditor_groups.join(", ") /></label>
                                     <button type="submit">"Save identity settings"</button>
                                 </ActionForm>
-                                <p class="muted small">"Test it: sign out and use the sign-in button on the login page."</p>
+                                {configured.then(|| view! {
+                                    <p><a class="button" id="test-sign-in" href="/auth/oidc/login?test=1" rel="external" target="_blank">"Test sign-in"</a>
+                                    " " <span class="muted small">"Signs in at the provider in a new tab and shows what Toolgate would do, without changing anything."</span></p>
+                                })}
                             </section>
                             <section class="group" id="provisioning">
                                 <h2>"Provisioning (SCIM 2.0)"</h2>

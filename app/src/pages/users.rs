@@ -2,15 +2,22 @@
 //! and token revocation take effect at once everywhere.
 
 use super::{ErrorNote, action_error, error_text};
-use crate::server_fns::{RevokeToken, SetPersonActive, list_people};
+use crate::server_fns::{EndSessions, RevokeToken, SetPersonActive, list_people};
 use leptos::prelude::*;
 
 #[component]
 pub fn UsersPage() -> impl IntoView {
     let set_active = ServerAction::<SetPersonActive>::new();
     let revoke = ServerAction::<RevokeToken>::new();
+    let end = ServerAction::<EndSessions>::new();
     let data = Resource::new(
-        move || (set_active.version().get(), revoke.version().get()),
+        move || {
+            (
+                set_active.version().get(),
+                revoke.version().get(),
+                end.version().get(),
+            )
+        },
         |_| list_people(),
     );
     let (filter, set_filter) = signal(String::new());
@@ -26,7 +33,7 @@ pub fn UsersPage() -> impl IntoView {
                     Ok(people) if people.is_empty() => view! { <p id="no-users">"No users yet."</p> }.into_any(),
                     Ok(people) => view! {
                         <table id="users-table">
-                            <thead><tr><th>"User"</th><th>"Status"</th><th>"Source"</th><th>"Groups"</th><th>"Tokens"</th><th></th></tr></thead>
+                            <thead><tr><th>"User"</th><th>"Status"</th><th>"Source"</th><th>"Groups"</th><th>"Tokens"</th><th>"Sessions"</th><th></th></tr></thead>
                             <tbody>
                                 {people.into_iter().map(|p| {
                                     let haystack = format!("{} {}", p.user.user_name, p.user.display_name).to_lowercase();
@@ -49,6 +56,14 @@ pub fn UsersPage() -> impl IntoView {
                                                         </ActionForm>
                                                     </div>
                                                 }).collect_view()}
+                                            </td>
+                                            <td class="sessions">{p.sessions}
+                                                {(p.sessions > 0).then(|| view! {
+                                                    <ActionForm action=end attr:class="inline">
+                                                        <input type="hidden" name="user_id" value=p.user.id.clone() />
+                                                        <button type="submit" class="link">"end"</button>
+                                                    </ActionForm>
+                                                })}
                                             </td>
                                             <td>
                                                 <ActionForm action=set_active attr:class="inline">

@@ -85,6 +85,17 @@ impl Store {
             .map(Into::into))
     }
 
+    /// How many live dashboard sessions each person has, as (user id, count).
+    pub async fn session_counts(&self) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT user_id, COUNT(*) FROM dashboard_sessions
+             WHERE user_id IS NOT NULL AND expires_at > $1 GROUP BY user_id",
+        )
+        .bind(self.now_ms())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Ends every dashboard session of a user (offboarding); returns how many.
     pub async fn delete_user_sessions(&self, user_id: &str) -> Result<u64> {
         let done = sqlx::query("DELETE FROM dashboard_sessions WHERE user_id = $1")

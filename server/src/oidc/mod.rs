@@ -76,8 +76,25 @@ fn to_login(error: &str) -> Response {
     Redirect::to(&format!("/login?error={error}")).into_response()
 }
 
+#[derive(Debug, Deserialize)]
+struct LoginParams {
+    /// `1`: an admin's test of the configuration (the admin stays signed in; the result is shown).
+    test: Option<String>,
+}
+
 /// Starts a sign-in: redirects to the provider with PKCE, state and nonce kept in the session.
-async fn login(State(state): State<AppState>, session: Session) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    session: Session,
+    Query(params): Query<LoginParams>,
+) -> Response {
+    let test = params.test.as_deref() == Some("1");
+    if test {
+        let me: Option<DashboardUser> = session.get(SESSION_USER_KEY).await.ok().flatten();
+        if me.is_none_or(|u| u.role != toolgate_app::auth::DashboardRole::Admin) {
+            return to_login("admins_only");
+        }
+    }
     let provider = match state.oidc.provider(&state).await {
         Ok(Some(p)) => p,
         Ok(None) => return to_login("sso_not_configured"),
@@ -86,7 +103,8 @@ async fn login(State(state): State<AppState>, session: Session) -> Response {
             return to_login("sso_unavailable");
         }
     };
-    let (url, pending) = provider.authorize_url(state.store.clock().now().timestamp());
+    let (url, mut pending) = provider.authorize_url(state.store.clock().now().timestamp());
+    pending.test = test;
     if session.insert(PENDING_KEY, &pending).await.is_err() {
         return to_login("session");
     }
@@ -167,6 +185,9 @@ async fn callback(
         .preferred_username
         .clone()
         .unwrap_or_else(|| claims.subject_key());
+    if pending.test {
+        return test_report(&state, &provider, &claims).await;
+    }
     let user = match signin::resolve_person(&state.store, provider.settings(), &claims).await {
         Ok(Ok(u)) => u,
         Ok(Err(refusal)) => {
@@ -217,6 +238,87 @@ async fn callback(
     )
     .await;
     Redirect::to("/").into_response()
+}
+
+/// The result of an admin's test sign-in, as a small page: what the provider sent and what
+/// Toolgate would do with it. Nothing is changed (no binding, no session, no just-in-time user).
+async fn test_report(
+    state: &AppState,
+    provider: &Provider,
+    claims: &signin::VerifiedClaims,
+) -> Response {
+    let existing = state
+        .store
+        .user_by_oidc_subject(&claims.subject_key())
+        .await
+        .ok()
+        .flatten();
+    let by_name = match &claims.preferred_username {
+        Some(n) => state
+            .store
+            .directory_users(Some((toolgate_domain::store::DirectoryKey::Name, n)))
+            .await
+            .ok()
+            .and_then(|mut v| v.pop())
+            .map(|d| d.user),
+        None => None,
+    };
+    let user = existing.or(by_name);
+    let role = match &user {
+        Some(u) => {
+            let roles = identity::role_mappings(&state.store)
+                .await
+                .unwrap_or_default();
+            signin::role_for(&state.store, &roles, provider.settings(), u, claims)
+                .await
+                .map(|r| r.as_str())
+                .unwrap_or("?")
+        }
+        None => "-",
+    };
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let groups = match (&claims.groups, claims.groups_overage) {
+        (_, true) => "overage: SCIM memberships will be used".to_string(),
+        (Some(g), _) => format!("{} group ids", g.len()),
+        (None, _) => "not sent".to_string(),
+    };
+    let matched = user
+        .as_ref()
+        .map(|u| {
+            format!(
+                "{} ({})",
+                u.user_name,
+                if u.active { "active" } else { "disabled" }
+            )
+        })
+        .unwrap_or_else(|| "none: would be refused unless just-in-time creation is on".into());
+    let rows = [
+        ("Issuer", claims.issuer.clone()),
+        ("Stable key", claims.subject_key()),
+        (
+            "preferred_username",
+            claims.preferred_username.clone().unwrap_or_default(),
+        ),
+        ("Groups claim", groups),
+        ("Matched user", matched),
+        ("Dashboard role", role.to_string()),
+    ];
+    let body: String = rows
+        .iter()
+        .map(|(k, v)| format!("<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v)))
+        .collect();
+    let html = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Test sign-in</title>\
+         <link rel=\"stylesheet\" href=\"/pkg/toolgate.css\"></head><body><main class=\"narrow\">\
+         <h1>Test sign-in succeeded</h1><p>The provider's answer was verified. Nothing was changed.</p>\
+         <table id=\"test-result\">{body}</table><p><a href=\"/settings\">Back to Settings</a></p>\
+         </main></body></html>"
+    );
+    axum::response::Html(html).into_response()
 }
 
 fn request_id(headers: &HeaderMap) -> Option<String> {

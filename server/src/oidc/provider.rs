@@ -76,6 +76,9 @@ pub struct PendingLogin {
     pkce_verifier: String,
     /// Unix seconds.
     pub started_at: i64,
+    /// An admin's "test sign-in": show what would happen, keep the admin signed in.
+    #[serde(default)]
+    pub test: bool,
 }
 
 impl PendingLogin {
@@ -182,6 +185,7 @@ impl Provider {
             nonce: nonce.secret().clone(),
             pkce_verifier: verifier.into_secret(),
             started_at: now_secs,
+            test: false,
         };
         (url, pending)
     }
@@ -264,6 +268,7 @@ mod tests {
             nonce: "n".into(),
             pkce_verifier: "v".into(),
             started_at: 0,
+            test: false,
         };
         assert!(p.matches_state("abc"));
         assert!(!p.matches_state("abd"));

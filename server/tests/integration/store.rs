@@ -283,7 +283,12 @@ async fn suite(url: String) {
         .save_session("s4", "{}", later, Some(&alice.id))
         .await
         .unwrap();
+    assert_eq!(
+        store.session_counts().await.unwrap(),
+        vec![(alice.id.clone(), 1)]
+    );
     assert_eq!(store.delete_user_sessions(&alice.id).await.unwrap(), 1);
+    assert!(store.session_counts().await.unwrap().is_empty());
 
     // Audit: batch insert, newest first, keyset paging, overview counts.
     let batch: Vec<NewAuditEvent> = (0..5)

@@ -91,9 +91,31 @@ fn validate_user(w: &UserWrite) -> Result<()> {
     validate_display_name("displayName", &w.display_name).map_err(Error::Invalid)
 }
 
-fn check_version(expected: Option<i64>, actual: i64) -> Result<()> {
+#[derive(Clone, Copy)]
+enum Entity {
+    User,
+    Group,
+}
+
+/// Fails with `NotFound` when the row is gone, and with `PreconditionFailed` when the caller's
+/// `If-Match` version is not the current one.
+async fn check_version(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    entity: Entity,
+    id: &str,
+    expected: Option<i64>,
+) -> Result<()> {
+    let (sql, what) = match entity {
+        Entity::User => ("SELECT version FROM users WHERE id = $1", "user"),
+        Entity::Group => ("SELECT version FROM access_groups WHERE id = $1", "group"),
+    };
+    let current: Option<(i64,)> = sqlx::query_as(sql)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let (version,) = current.ok_or(Error::NotFound(what))?;
     match expected {
-        Some(v) if v != actual => Err(Error::PreconditionFailed(v.to_string())),
+        Some(v) if v != version => Err(Error::PreconditionFailed(v.to_string())),
         _ => Ok(()),
     }
 }
@@ -132,12 +154,7 @@ impl Store {
     ) -> Result<DirectoryUser> {
         validate_user(&w)?;
         let mut tx = self.write_tx().await?;
-        let current: Option<(i64,)> = sqlx::query_as("SELECT version FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (version,) = current.ok_or(Error::NotFound("user"))?;
-        check_version(expected_version, version)?;
+        check_version(&mut tx, Entity::User, id, expected_version).await?;
         sqlx::query(
             "UPDATE users SET user_name = $1, display_name = $2, external_id = $3, active = $4,
                  scim_json = $5, version = version + 1, updated_at = $6 WHERE id = $7",
@@ -200,12 +217,7 @@ impl Store {
     /// Deletes a user with their memberships and tokens.
     pub async fn delete_user(&self, id: &str, expected_version: Option<i64>) -> Result<()> {
         let mut tx = self.write_tx().await?;
-        let current: Option<(i64,)> = sqlx::query_as("SELECT version FROM users WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let (version,) = current.ok_or(Error::NotFound("user"))?;
-        check_version(expected_version, version)?;
+        check_version(&mut tx, Entity::User, id, expected_version).await?;
         // Explicit deletes keep this independent of whether the backend enforces cascades.
         for sql in [
             "DELETE FROM group_members WHERE user_id = $1",
@@ -268,13 +280,7 @@ impl Store {
     ) -> Result<DirectoryGroup> {
         let now = self.now_ms();
         let mut tx = self.write_tx().await?;
-        let current: Option<(i64,)> =
-            sqlx::query_as("SELECT version FROM access_groups WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (version,) = current.ok_or(Error::NotFound("group"))?;
-        check_version(expected_version, version)?;
+        check_version(&mut tx, Entity::Group, id, expected_version).await?;
         if let Some(w) = &w {
             validate_display_name("displayName", &w.display_name).map_err(Error::Invalid)?;
             sqlx::query(
@@ -359,13 +365,7 @@ impl Store {
     /// Deletes a group (its memberships and policies go with it).
     pub async fn delete_group(&self, id: &str, expected_version: Option<i64>) -> Result<()> {
         let mut tx = self.write_tx().await?;
-        let current: Option<(i64,)> =
-            sqlx::query_as("SELECT version FROM access_groups WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let (version,) = current.ok_or(Error::NotFound("group"))?;
-        check_version(expected_version, version)?;
+        check_version(&mut tx, Entity::Group, id, expected_version).await?;
         for sql in [
             "DELETE FROM group_members WHERE group_id = $1",
             "DELETE FROM tool_policies WHERE group_id = $1",

@@ -171,6 +171,10 @@ def pick_binary(arg: str | None) -> Path:
     sys.exit("no toolgate binary: build with `make release` (or cargo build) or pass --binary")
 
 
+class ServerDied(RuntimeError):
+    pass
+
+
 class Server:
     def __init__(self, binary: Path, tmp: Path, log_filter: str) -> None:
         self.binary = binary
@@ -236,6 +240,10 @@ class Server:
                 pass
             await asyncio.sleep(0.1)
         raise RuntimeError(f"toolgate not ready after {limit_s:.0f} s:\n{self.log_tail()}")
+
+    def ensure_alive(self) -> None:
+        if self.proc and self.proc.poll() is not None:
+            raise ServerDied(f"toolgate serve exited with {self.proc.returncode} during the run; log tail:\n{self.log_tail()}")
 
     def log_tail(self, n: int = 30) -> str:
         try:
@@ -334,6 +342,7 @@ class Bench:
             await r.aread()
         except httpx2.HTTPError as e:
             phase.fail(kind, time.perf_counter() - t0, f"{method} {url}: {type(e).__name__}: {e}")
+            self.server.ensure_alive()  # a dead server ends the run instead of erroring on
             return None
         dt = time.perf_counter() - t0
         if 200 <= r.status_code < 300 or r.status_code in expect:
@@ -365,6 +374,8 @@ class Bench:
             for job in it:
                 try:
                     await job(phase)
+                except ServerDied:
+                    raise
                 except Exception as e:  # a bug in a job must not hang the phase
                     phase.fail("job", None, f"job raised {type(e).__name__}: {e}")
                 done += 1

@@ -74,6 +74,18 @@ pub async fn login(username: String, password: String) -> Result<(), ServerFnErr
 /// Audits a local sign-in attempt (every one, successful or not).
 #[cfg(feature = "ssr")]
 async fn record_sign_in(ctx: &crate::auth::DashboardContext, who: &str, kind: &str, ok: bool) {
+    record(ctx, who, kind, ok, "local account".into()).await;
+}
+
+/// Writes an audit event for something done in the dashboard (sign-ins, revocations).
+#[cfg(feature = "ssr")]
+async fn record(
+    ctx: &crate::auth::DashboardContext,
+    who: &str,
+    kind: &str,
+    ok: bool,
+    detail: String,
+) {
     use toolgate_domain::model::{AuditDecision, Outcome};
     let event = toolgate_domain::store::NewAuditEvent {
         at: ctx.store.clock().now(),
@@ -92,10 +104,10 @@ async fn record_sign_in(ctx: &crate::auth::DashboardContext, who: &str, kind: &s
         latency_us: 0,
         error: None,
         request_id: None,
-        detail: Some("local account".into()),
+        detail: Some(detail),
     };
     if let Err(e) = ctx.audit.record(event).await {
-        tracing::error!(error = %e, "sign-in audit event not written");
+        tracing::error!(error = %e, kind, "dashboard audit event not written");
     }
 }
 
@@ -343,6 +355,19 @@ pub async fn set_person_active(user_id: String, active: bool) -> Result<(), Serv
         .await
         .map_err(shown)?;
     tracing::info!(admin = %admin.username, user = %user.user_name, active, "user status changed from the dashboard");
+    let kind = if active {
+        "admin.user.enabled"
+    } else {
+        "admin.user.disabled"
+    };
+    record(
+        &ctx,
+        &admin.username,
+        kind,
+        true,
+        format!("user {} ({})", user.user_name, user.id),
+    )
+    .await;
     changed(&ctx).await;
     Ok(())
 }
@@ -357,6 +382,14 @@ pub async fn end_sessions(user_id: String) -> Result<u64, ServerFnError> {
         .await
         .map_err(shown)?;
     tracing::info!(admin = %admin.username, user = %user_id, sessions = n, "sessions ended from the dashboard");
+    record(
+        &ctx,
+        &admin.username,
+        "admin.sessions.ended",
+        true,
+        format!("user {user_id}: {n} sessions"),
+    )
+    .await;
     Ok(n)
 }
 
@@ -366,6 +399,14 @@ pub async fn revoke_token(token_id: String) -> Result<(), ServerFnError> {
     let (admin, ctx) = require(Page::Users).await?;
     ctx.store.revoke_token(&token_id).await.map_err(shown)?;
     tracing::info!(admin = %admin.username, token = %token_id, "token revoked from the dashboard");
+    record(
+        &ctx,
+        &admin.username,
+        "admin.token.revoked",
+        true,
+        format!("token {token_id}"),
+    )
+    .await;
     changed(&ctx).await;
     Ok(())
 }

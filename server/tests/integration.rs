@@ -7,6 +7,8 @@ mod api;
 mod common;
 #[path = "integration/mcp.rs"]
 mod mcp;
+#[path = "integration/oidc.rs"]
+mod oidc;
 #[path = "integration/scim.rs"]
 mod scim;
 #[path = "integration/store.rs"]

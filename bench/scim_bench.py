@@ -86,7 +86,17 @@ class Stat:
         k = min(len(s) - 1, max(0, int(round(p / 100.0 * len(s) + 0.5)) - 1))  # nearest rank
         return s[k] * 1000.0
 
+    def trend(self) -> tuple[float, float] | None:
+        """p50 of the first and of the last tenth of the requests (in completion order): how
+        latency moves as the directory grows during the phase."""
+        n = len(self.latencies) // 10
+        if n < 10:
+            return None
+        first, last = self.latencies[:n], self.latencies[-n:]
+        return statistics.median(first) * 1000.0, statistics.median(last) * 1000.0
+
     def row(self) -> dict[str, Any]:
+        tr = self.trend()
         return {
             "phase": self.name,
             "requests": self.requests,
@@ -98,6 +108,8 @@ class Stat:
             "errors": self.errors,
             "client_cpu_s": round(self.client_cpu, 2),
             "server_cpu_s": round(self.server_cpu, 2),
+            "p50_first_tenth_ms": _r(tr[0]) if tr else None,
+            "p50_last_tenth_ms": _r(tr[1]) if tr else None,
             "first_errors": self.first_errors,
         }
 
@@ -661,7 +673,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         cells = []
         for k, _ in cols:
             v = r.get(k)
-            cells.append("" if v is None else (f"**{v}**" if r.get("bold") and k == "phase" else str(v)))
+            if k == "phase":
+                v = f"**{v}**" if r.get("bold") else "&nbsp;&nbsp;" + v.split(": ", 1)[-1]
+            cells.append("" if v is None else str(v))
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
 
@@ -671,18 +685,18 @@ def report(bench: Bench, binary: Path, rss: dict[str, Any], args: argparse.Names
     for p in bench.phases:
         r = p.total.row()
         r["bold"] = True
+        r["has_kinds"] = len(p.kinds) > 1
         rows.append(r)
         if len(p.kinds) > 1:
             for k in p.kinds.values():
                 kr = k.row()
-                kr["phase"] = "  " + kr["phase"].split(": ", 1)[1]
                 kr["wall_s"] = kr["req_per_s"] = kr["client_cpu_s"] = kr["server_cpu_s"] = None
                 rows.append(kr)
     result = {
         "binary": str(binary),
         "params": {k: getattr(args, k) for k in ("users", "groups", "memberships", "batch", "disables", "concurrency")},
         "machine": machine_facts(),
-        "phases": [{k: v for k, v in r.items() if k != "bold"} for r in rows],
+        "phases": [{k: v for k, v in r.items() if k not in ("bold", "has_kinds")} for r in rows],
         "disable_to_deny": bench.deny,
         "server_rss_kib": rss,
         "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in bench.checks],
@@ -708,6 +722,14 @@ def report(bench: Bench, binary: Path, rss: dict[str, Any], args: argparse.Names
             f"min {d['min_ms']} ms; at most {d['polls_until_401_max']} /mcp poll(s) until the 401"
             + (f"; NOT denied within {DENY_POLL_LIMIT_S:.0f} s: {d['not_denied']}" if d["not_denied"] else "")
         )
+    # Per request kind (phases with one kind have no kind rows: their own row stands for it).
+    for r in rows:
+        if r.get("p50_first_tenth_ms") is not None and (not r.get("bold") or not r.get("has_kinds")):
+            name = r["phase"]
+            print(
+                f"Latency drift, {name}: p50 {r['p50_first_tenth_ms']} ms over the first tenth of its requests, "
+                f"{r['p50_last_tenth_ms']} ms over the last tenth"
+            )
     hwm = rss.get("VmHWM")
     print(f"Server peak RSS (VmHWM): {hwm / 1024:.1f} MiB" if hwm else "Server peak RSS: unknown")
     for n, ok, det in bench.checks:

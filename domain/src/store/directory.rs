@@ -479,25 +479,44 @@ async fn add_members(
     users: &[String],
     now: i64,
 ) -> Result<()> {
-    for user_id in users {
-        let exists = sqlx::query("SELECT 1 FROM users WHERE id = $1")
-            .bind(user_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-        if exists.is_none() {
+    // Two statements per chunk rather than two per member: on SQLite every statement is a
+    // round trip to the connection's worker thread.
+    for chunk in users.chunks(200) {
+        let placeholders = |first: usize| {
+            (0..chunk.len())
+                .map(|i| format!("${}", first + i))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let sql = format!("SELECT id FROM users WHERE id IN ({})", placeholders(1));
+        let mut q = sqlx::query_as::<_, (String,)>(&sql);
+        for u in chunk {
+            q = q.bind(u);
+        }
+        let known: std::collections::HashSet<String> = q
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .map(|(id,)| id)
+            .collect();
+        if let Some(unknown) = chunk.iter().find(|u| !known.contains(*u)) {
             return Err(Error::Invalid(format!(
-                "member {user_id:?} is not a known user"
+                "member {unknown:?} is not a known user"
             )));
         }
-        sqlx::query(
-            "INSERT INTO group_members (group_id, user_id, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT (group_id, user_id) DO NOTHING",
-        )
-        .bind(group_id)
-        .bind(user_id)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+        let values = (0..chunk.len())
+            .map(|i| format!("($1, ${}, $2)", i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "INSERT INTO group_members (group_id, user_id, created_at) VALUES {values}
+             ON CONFLICT (group_id, user_id) DO NOTHING"
+        );
+        let mut q = sqlx::query(&sql).bind(group_id).bind(now);
+        for u in chunk {
+            q = q.bind(u);
+        }
+        q.execute(&mut **tx).await?;
     }
     Ok(())
 }

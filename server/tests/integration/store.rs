@@ -329,6 +329,111 @@ async fn suite(url: String) {
     // The clock moved 2 min past the events' time: all 5 are within 24 h; 2 were denials.
     assert_eq!((o.calls_24h, o.denied_24h), (5, 2));
 
+    // Directory writes (SCIM): documents, versions, member changes in bulk, deletes.
+    use toolgate_domain::store::{DirectoryKey, GroupWrite, MemberChange, UserWrite};
+    let uw = |name: &str| UserWrite {
+        user_name: name.into(),
+        display_name: name.into(),
+        external_id: Some(format!("ext-{name}")),
+        active: true,
+        doc: format!("{{\"userName\":\"{name}\"}}"),
+    };
+    let mut ids = vec![];
+    for i in 0..250 {
+        ids.push(
+            store
+                .directory_create_user(uw(&format!("dir{i}")), "scim")
+                .await
+                .unwrap()
+                .user
+                .id,
+        );
+    }
+    let found = store
+        .directory_users(Some((DirectoryKey::ExternalId, "ext-dir7")))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].version, 1);
+    let g = store
+        .directory_create_group(
+            GroupWrite {
+                display_name: "Dir".into(),
+                external_id: None,
+                doc: "{}".into(),
+            },
+            &ids[..10],
+            "scim",
+        )
+        .await
+        .unwrap();
+    assert_eq!(g.members.len(), 10);
+    // More members than one statement chunk, with a duplicate and an overlap.
+    let mut add: Vec<String> = ids[5..250].to_vec();
+    add.push(ids[6].clone());
+    let g = store
+        .directory_update_group(
+            &g.group.id,
+            None,
+            &MemberChange {
+                add,
+                remove: vec![ids[0].clone()],
+                replace: None,
+            },
+            Some(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!((g.members.len(), g.version), (249, 2));
+    let stale = store
+        .directory_update_group(&g.group.id, None, &MemberChange::default(), Some(1))
+        .await;
+    assert!(matches!(stale, Err(Error::PreconditionFailed(_))));
+    let bad = MemberChange {
+        add: vec!["nope".into()],
+        ..Default::default()
+    };
+    assert!(matches!(
+        store
+            .directory_update_group(&g.group.id, None, &bad, None)
+            .await,
+        Err(Error::Invalid(_))
+    ));
+    assert_eq!(
+        store
+            .directory_group(&g.group.id)
+            .await
+            .unwrap()
+            .members
+            .len(),
+        249,
+        "nothing was written"
+    );
+    let replaced = MemberChange {
+        replace: Some(vec![ids[1].clone()]),
+        ..Default::default()
+    };
+    let g = store
+        .directory_update_group(&g.group.id, None, &replaced, None)
+        .await
+        .unwrap();
+    assert_eq!(g.members, vec![ids[1].clone()]);
+    store.delete_user(&ids[1], None).await.unwrap();
+    assert!(
+        store
+            .directory_group(&g.group.id)
+            .await
+            .unwrap()
+            .members
+            .is_empty()
+    );
+    assert!(matches!(
+        store.delete_user(&ids[1], None).await,
+        Err(Error::NotFound("user"))
+    ));
+    store.delete_group(&g.group.id, Some(4)).await.unwrap_err();
+    store.delete_group(&g.group.id, None).await.unwrap();
+
     store.close().await;
 }
 

@@ -35,6 +35,28 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Work with the audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the audit log's hash chain (all of it, or a range of event ids) and report the
+    /// first event whose link or contents do not check out. Exits 1 when the chain is broken.
+    Verify(AuditVerify),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditVerify {
+    /// First event id to check; its recorded predecessor hash is trusted (a checkpoint).
+    #[arg(long)]
+    pub from: Option<i64>,
+    /// Last event id to check.
+    #[arg(long)]
+    pub to: Option<i64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,7 +17,7 @@ pub mod web;
 
 use anyhow::Context;
 use axum::Router;
-use cli::{AdminCommand, Cli, Command, TokenCommand};
+use cli::{AdminCommand, AuditCommand, Cli, Command, TokenCommand};
 use config::Config;
 use leptos::config::LeptosOptions;
 use std::io::Read;
@@ -67,6 +67,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             println!("created administrator {}", account.username);
             Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify(args),
+        } => {
+            let store = open_store(&config).await?;
+            let report = store
+                .verify_audit_chain(args.from, args.to)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.close().await;
+            match report.first_break {
+                None => {
+                    println!(
+                        "audit chain intact: {} events verified{}; last hash {}",
+                        report.checked,
+                        if report.unchained > 0 {
+                            format!(" ({} earlier events predate the chain)", report.unchained)
+                        } else {
+                            String::new()
+                        },
+                        report.last_hash.as_deref().unwrap_or("-")
+                    );
+                    Ok(())
+                }
+                Some(b) => {
+                    println!(
+                        "audit chain BROKEN at event {}: {} ({} events verified before it)",
+                        b.id, b.reason, report.checked
+                    );
+                    std::process::exit(1);
+                }
+            }
         }
         Command::Token {
             command: TokenCommand::Create(args),

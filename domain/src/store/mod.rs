@@ -13,7 +13,7 @@ mod settings;
 mod tokens;
 mod users;
 
-pub use audit::{AuditQuery, NewAuditEvent};
+pub use audit::{AuditQuery, ChainBreak, ChainReport, NewAuditEvent};
 pub use connectors::{ConnectorSecrets, NewConnector};
 pub use directory::{
     DirectoryGroup, DirectoryKey, DirectoryUser, GroupWrite, MemberChange, ScimRequestLog,

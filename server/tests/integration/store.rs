@@ -463,3 +463,113 @@ async fn store_suite_on_postgres() {
         .unwrap();
     suite(url).await;
 }
+
+async fn audit_chain_suite(url: String) {
+    let store = open(&url, &MasterKey::generate(), clock()).await;
+    for batch in 0..3 {
+        let events: Vec<NewAuditEvent> = (0..4)
+            .map(|i| event(&format!("p{batch}"), &format!("t{i}"), AuditDecision::Allow))
+            .collect();
+        store.insert_audit_batch(&events).await.unwrap();
+    }
+    let ok = store.verify_audit_chain(None, None).await.unwrap();
+    assert_eq!(
+        (ok.checked, ok.unchained, ok.first_break.clone()),
+        (12, 0, None)
+    );
+    let ids: Vec<i64> = store
+        .list_audit(&AuditQuery {
+            limit: 100,
+            before_id: None,
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .rev()
+        .collect();
+    // A range check trusts its first row's recorded predecessor.
+    let range = store
+        .verify_audit_chain(Some(ids[4]), Some(ids[7]))
+        .await
+        .unwrap();
+    assert_eq!((range.checked, range.first_break), (4, None));
+
+    // An edited row is found.
+    store
+        .execute_raw(&format!(
+            "UPDATE audit_events SET principal = 'mallory' WHERE id = {}",
+            ids[5]
+        ))
+        .await
+        .unwrap();
+    let broken = store.verify_audit_chain(None, None).await.unwrap();
+    let b = broken.first_break.expect("edit detected");
+    assert_eq!(b.id, ids[5]);
+    assert!(b.reason.contains("changed"), "{}", b.reason);
+    assert_eq!(broken.checked, 5);
+    store
+        .execute_raw(&format!(
+            "UPDATE audit_events SET principal = 'p1' WHERE id = {}",
+            ids[5]
+        ))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .verify_audit_chain(None, None)
+            .await
+            .unwrap()
+            .first_break
+            .is_none(),
+        "restored"
+    );
+
+    // A deleted row breaks the link of the next one.
+    store
+        .execute_raw(&format!("DELETE FROM audit_events WHERE id = {}", ids[8]))
+        .await
+        .unwrap();
+    let b = store
+        .verify_audit_chain(None, None)
+        .await
+        .unwrap()
+        .first_break
+        .expect("deletion detected");
+    assert_eq!(b.id, ids[9]);
+    assert!(b.reason.contains("deleted"), "{}", b.reason);
+
+    // Reordering (two rows trade places) breaks the chain too. PostgreSQL identity ids cannot
+    // be updated at all, so the swap is done where it can be: SQLite.
+    if url.starts_with("sqlite") {
+        let swap = format!(
+            "UPDATE audit_events SET id = -1 WHERE id = {a}; UPDATE audit_events SET id = {a} WHERE id = {b}; UPDATE audit_events SET id = {b} WHERE id = -1",
+            a = ids[1],
+            b = ids[2]
+        );
+        store.execute_raw(&swap).await.unwrap();
+        let swapped = store.verify_audit_chain(None, Some(ids[3])).await.unwrap();
+        assert_eq!(swapped.first_break.map(|b| b.id), Some(ids[1]));
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn audit_chain_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    audit_chain_suite(format!("sqlite://{}/chain.db", dir.path().display())).await;
+}
+
+#[tokio::test]
+async fn audit_chain_on_postgres() {
+    if skip_postgres() {
+        eprintln!("TOOLGATE_TEST_SKIP_POSTGRES=1: skipped");
+        return;
+    }
+    audit_chain_suite(
+        toolgate_domain::store::isolated_postgres_url(&postgres_base_url())
+            .await
+            .unwrap(),
+    )
+    .await;
+}

@@ -161,12 +161,12 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
             let Some(tail) = rows.last() else { break };
-            next_id = tail.id + 1;
+            next_id = tail.row.id + 1;
             for r in &rows {
                 let (Some(prev), Some(hash)) = (&r.prev_hash, &r.hash) else {
                     if chain_started {
                         report.first_break = Some(ChainBreak::at(
-                            r.id,
+                            r.row.id,
                             "an event without a hash inside the chain",
                         ));
                         return Ok(report);
@@ -179,14 +179,14 @@ impl Store {
                     && prev != want
                 {
                     report.first_break = Some(ChainBreak::at(
-                        r.id,
+                        r.row.id,
                         "its link does not match the event before it (an event was deleted, inserted or reordered)",
                     ));
                     return Ok(report);
                 }
                 if r.fields().hash(prev) != *hash {
                     report.first_break = Some(ChainBreak::at(
-                        r.id,
+                        r.row.id,
                         "its contents were changed after it was written",
                     ));
                     return Ok(report);
@@ -311,20 +311,8 @@ impl ChainFields<'_> {
 
 #[derive(sqlx::FromRow)]
 struct ChainRow {
-    id: i64,
-    at: i64,
-    kind: String,
-    principal: String,
-    principal_id: Option<String>,
-    connector: Option<String>,
-    tool: Option<String>,
-    decision: String,
-    rule: Option<String>,
-    outcome: String,
-    latency_us: i64,
-    error: Option<String>,
-    request_id: Option<String>,
-    detail: Option<String>,
+    #[sqlx(flatten)]
+    row: AuditRow,
     prev_hash: Option<String>,
     hash: Option<String>,
 }
@@ -332,19 +320,19 @@ struct ChainRow {
 impl ChainRow {
     fn fields(&self) -> ChainFields<'_> {
         ChainFields {
-            at: self.at,
-            kind: &self.kind,
-            principal: &self.principal,
-            principal_id: self.principal_id.as_deref(),
-            connector: self.connector.as_deref(),
-            tool: self.tool.as_deref(),
-            decision: &self.decision,
-            rule: self.rule.as_deref(),
-            outcome: &self.outcome,
-            latency_us: self.latency_us,
-            error: self.error.as_deref(),
-            request_id: self.request_id.as_deref(),
-            detail: self.detail.as_deref(),
+            at: self.row.at,
+            kind: &self.row.kind,
+            principal: &self.row.principal,
+            principal_id: self.row.principal_id.as_deref(),
+            connector: self.row.connector.as_deref(),
+            tool: self.row.tool.as_deref(),
+            decision: &self.row.decision,
+            rule: self.row.rule.as_deref(),
+            outcome: &self.row.outcome,
+            latency_us: self.row.latency_us,
+            error: self.row.error.as_deref(),
+            request_id: self.row.request_id.as_deref(),
+            detail: self.row.detail.as_deref(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Toolgate's domain: the entities the dashboard and the MCP proxy share, tool-name rules and the
 //! policy engine; behind the `ssr` feature also the store, crypto, audit writer and policy snapshot.
 
+pub mod dlp;
 pub mod error;
 pub mod model;
 pub mod names;

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A person, provisioned by an admin (and later by SCIM). Agents act on a user's behalf.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -140,10 +141,11 @@ pub struct ApiToken {
 }
 
 /// The policy decision recorded for a call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AuditDecision {
+    #[default]
     Allow,
     Deny,
 }
@@ -166,11 +168,12 @@ impl AuditDecision {
 }
 
 /// How a call ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// The upstream answered with a result.
+    /// The upstream answered with a result (or, for other events, the action succeeded).
+    #[default]
     Ok,
     /// The upstream answered with a tool error (`isError: true`).
     ToolError,
@@ -178,6 +181,11 @@ pub enum Outcome {
     UpstreamError,
     /// Policy refused the call; nothing was forwarded.
     Denied,
+    /// Allowed and recorded, then sent to the upstream; a `tool_result` event with the same
+    /// `call_id` records how it ended.
+    Forwarded,
+    /// The upstream answered, but DLP withheld the response from the caller.
+    Blocked,
 }
 
 impl Outcome {
@@ -187,6 +195,8 @@ impl Outcome {
             Outcome::ToolError => "tool_error",
             Outcome::UpstreamError => "upstream_error",
             Outcome::Denied => "denied",
+            Outcome::Forwarded => "forwarded",
+            Outcome::Blocked => "blocked",
         }
     }
 
@@ -196,22 +206,35 @@ impl Outcome {
             "tool_error" => Some(Outcome::ToolError),
             "upstream_error" => Some(Outcome::UpstreamError),
             "denied" => Some(Outcome::Denied),
+            "forwarded" => Some(Outcome::Forwarded),
+            "blocked" => Some(Outcome::Blocked),
             _ => None,
         }
     }
 }
 
-/// One audited tool call.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One audit event: a tool call, its result, a resource or prompt read, a sign-in, a SCIM or
+/// admin change, a token change. Fields that do not apply to a kind are empty.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
     pub id: i64,
     pub at: DateTime<Utc>,
-    /// What happened: `tool_call` for now.
+    /// What happened: `tool_call`, `tool_result`, `sign_in`, `scim.user.create`, `admin.*`...
     pub kind: String,
-    /// The user name (or token name) the call was made as.
+    /// The user name (or token name) the action was taken as.
     pub principal: String,
     pub principal_id: Option<String>,
+    /// `person`, `service_principal`, `admin`, `scim` or `system`.
+    pub subject_kind: Option<String>,
+    /// The MCP client's self-reported name and version (`clientInfo`).
+    pub client_name: Option<String>,
+    /// The OAuth client id or token id the caller used.
+    pub client_id: Option<String>,
+    /// The MCP session id.
+    pub session_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
     pub connector: Option<String>,
     pub tool: Option<String>,
     pub decision: AuditDecision,
@@ -221,7 +244,20 @@ pub struct AuditEvent {
     pub latency_ms: f64,
     pub error: Option<String>,
     pub request_id: Option<String>,
-    /// For events other than tool calls: what changed, in words or JSON.
+    /// Links a `tool_call` event with its `tool_result`.
+    pub call_id: Option<String>,
+    /// The call's arguments as JSON, after DLP redaction (and cut at 8 KiB).
+    pub args_redacted: Option<String>,
+    /// SHA-256 (hex) of the arguments as sent, before redaction.
+    pub args_hash: Option<String>,
+    pub elevation_id: Option<String>,
+    pub approval_id: Option<String>,
+    /// Request and response sizes in bytes (JSON).
+    pub bytes_in: Option<i64>,
+    pub bytes_out: Option<i64>,
+    /// DLP findings by detector (`{"email": 2}`); never the matched text.
+    pub dlp_findings: BTreeMap<String, u64>,
+    /// For events other than tool calls: what changed, in words or JSON (`{"before":..,"after":..}`).
     pub detail: Option<String>,
 }
 

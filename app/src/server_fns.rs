@@ -88,23 +88,15 @@ async fn record(
 ) {
     use toolgate_domain::model::{AuditDecision, Outcome};
     let event = toolgate_domain::store::NewAuditEvent {
-        at: ctx.store.clock().now(),
-        kind: kind.into(),
-        principal: who.chars().take(256).collect(),
-        principal_id: None,
-        connector: None,
-        tool: None,
+        subject_kind: Some("admin".into()),
         decision: if ok {
             AuditDecision::Allow
         } else {
             AuditDecision::Deny
         },
-        rule: None,
         outcome: if ok { Outcome::Ok } else { Outcome::Denied },
-        latency_us: 0,
-        error: None,
-        request_id: None,
         detail: Some(detail),
+        ..toolgate_domain::store::NewAuditEvent::new(ctx.store.clock().now(), kind, who)
     };
     if let Err(e) = ctx.audit.record(event).await {
         tracing::error!(error = %e, kind, "dashboard audit event not written");
@@ -250,16 +242,46 @@ pub async fn set_policy(
     Ok(())
 }
 
+/// One page of an audit search.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditResults {
+    pub items: Vec<AuditEvent>,
+    /// Pass back as `cursor` for the next (older) page.
+    pub next_cursor: Option<String>,
+}
+
 #[server(prefix = "/fn", endpoint = "audit")]
-pub async fn list_audit(limit: i64) -> Result<Vec<AuditEvent>, ServerFnError> {
+pub async fn search_audit(
+    filter: toolgate_domain::model::AuditFilter,
+    cursor: Option<String>,
+) -> Result<AuditResults, ServerFnError> {
     let (_, ctx) = require(Page::Audit).await?;
-    ctx.store
-        .list_audit(&toolgate_domain::store::AuditQuery {
-            limit,
-            before_id: None,
-        })
+    let cursor = cursor
+        .filter(|c| !c.is_empty())
+        .map(|c| toolgate_domain::store::AuditCursor::decode(&c))
+        .transpose()
+        .map_err(shown)?;
+    let (items, next) = ctx
+        .store
+        .search_audit(&filter.normalized(), cursor, 50)
         .await
-        .map_err(shown)
+        .map_err(shown)?;
+    Ok(AuditResults {
+        items,
+        next_cursor: next.map(|c| c.encode()),
+    })
+}
+
+#[server(prefix = "/fn", endpoint = "audit_stats")]
+pub async fn audit_stats() -> Result<toolgate_domain::model::AuditStats, ServerFnError> {
+    let (_, ctx) = require(Page::Overview).await?;
+    ctx.store.audit_stats().await.map_err(shown)
+}
+
+#[server(prefix = "/fn", endpoint = "audit_integrity")]
+pub async fn audit_integrity() -> Result<toolgate_domain::model::AuditIntegrity, ServerFnError> {
+    let (_, ctx) = require(Page::Audit).await?;
+    ctx.store.audit_integrity().await.map_err(shown)
 }
 
 /// `Name: value` lines into a header map; blank lines are skipped.

@@ -50,14 +50,24 @@ impl MasterKey {
 
     /// The cipher for this key.
     pub fn cipher(&self) -> Cipher {
-        Cipher(Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.0)))
+        // The MAC key is derived, never the encryption key itself: one key, one purpose.
+        let mac_key: [u8; 32] = Sha256::new()
+            .chain_update(b"toolgate audit checkpoint mac v1\n")
+            .chain_update(self.0)
+            .finalize()
+            .into();
+        Cipher(
+            Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.0)),
+            mac_key,
+        )
     }
 }
 
 /// AES-256-GCM with a random 96-bit nonce per value; `aad` binds a value to its row so a
 /// ciphertext copied onto another row does not decrypt.
+/// It also holds a MAC key derived from the master key, for audit checkpoints.
 #[derive(Clone)]
-pub struct Cipher(Aes256Gcm);
+pub struct Cipher(Aes256Gcm, [u8; 32]);
 
 impl std::fmt::Debug for Cipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -66,6 +76,15 @@ impl std::fmt::Debug for Cipher {
 }
 
 impl Cipher {
+    /// HMAC-SHA256 (hex) under the key derived from the master key.
+    pub fn mac_hex(&self, data: &[u8]) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.1)
+            .expect("HMAC accepts a key of any length");
+        mac.update(data);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<String> {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let ct = self

@@ -261,6 +261,82 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+/// A search of the audit log: every field is optional and all given ones must match.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
+#[serde(default)]
+pub struct AuditFilter {
+    /// Events at or after this time (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Events before this time (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    /// The principal's name, exactly.
+    pub subject: Option<String>,
+    /// Events of the current members of this group (display name).
+    pub group: Option<String>,
+    pub connector: Option<String>,
+    pub tool: Option<String>,
+    pub decision: Option<AuditDecision>,
+    /// The event kind (`tool_call`, `sign_in`, ...). Results of calls are folded into their
+    /// `tool_call` unless `tool_result` is asked for.
+    pub kind: Option<String>,
+    /// Only calls made under an elevation.
+    pub elevated_only: bool,
+    /// Words that must all occur in the arguments, error, detail or names.
+    pub text: Option<String>,
+}
+
+impl AuditFilter {
+    /// Empty strings mean "not given" (forms send them).
+    pub fn normalized(mut self) -> Self {
+        for f in [
+            &mut self.subject,
+            &mut self.group,
+            &mut self.connector,
+            &mut self.tool,
+            &mut self.kind,
+            &mut self.text,
+        ] {
+            if f.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *f = None;
+            } else if let Some(v) = f {
+                *v = v.trim().to_string();
+            }
+        }
+        self
+    }
+}
+
+/// Where the last audit integrity check got to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditIntegrity {
+    pub checked_at: Option<DateTime<Utc>>,
+    /// True when every event checked so far links up and matches its hash and checkpoints.
+    pub ok: bool,
+    /// The newest event covered by the check.
+    pub verified_to: Option<i64>,
+    /// The newest signed checkpoint.
+    pub checkpoint: Option<i64>,
+    /// Where the chain breaks, and why.
+    pub break_id: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// Charts for the Overview, drawn from the audit log.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditStats {
+    /// The last 60 minutes, oldest first: (minute start, calls, denied).
+    pub per_minute: Vec<(DateTime<Utc>, i64, i64)>,
+    /// Most called tools in 24 h: (`connector__tool`, calls).
+    pub top_tools: Vec<(String, i64)>,
+    /// Most active principals in 24 h: (name, calls).
+    pub top_users: Vec<(String, i64)>,
+    /// Per connector in the last hour: (name, results, upstream errors).
+    pub connector_health: Vec<(String, i64, i64)>,
+}
+
 /// Live counts for the Overview page.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

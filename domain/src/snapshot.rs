@@ -4,6 +4,7 @@
 
 use crate::Result;
 use crate::crypto::hash_token;
+use crate::dlp::{DlpAction, DlpSettings, Scanner};
 use crate::policy::{ToolRules, Verdict, decide};
 use crate::store::{ConnectorSecrets, Store, TokenGrant};
 use arc_swap::ArcSwap;
@@ -37,10 +38,66 @@ pub struct Snapshot {
     group_names: HashMap<String, String>,
     connectors: BTreeMap<String, Arc<ConnectorSecrets>>,
     rules: HashMap<(String, String), ToolRules>,
+    dlp: Option<Arc<Dlp>>,
+}
+
+/// DLP settings with their compiled scanner.
+pub struct Dlp {
+    pub settings: DlpSettings,
+    pub scanner: Scanner,
+}
+
+impl std::fmt::Debug for Dlp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dlp").field("settings", &self.settings).finish()
+    }
+}
+
+/// What DLP does to one call: scan with this scanner, then act.
+#[derive(Clone, Debug)]
+pub struct DlpPlan {
+    pub dlp: Arc<Dlp>,
+    pub action: DlpAction,
 }
 
 impl Snapshot {
-    async fn load(store: &Store, version: u64) -> Result<Self> {
+    /// DLP for a call by `principal` to `connector`; `None` when DLP is off.
+    pub fn dlp_plan(&self, principal: &Principal, connector: &str) -> Option<DlpPlan> {
+        let dlp = self.dlp.as_ref()?;
+        let groups: Vec<&str> = principal
+            .groups
+            .iter()
+            .filter_map(|g| self.group_names.get(g).map(String::as_str))
+            .collect();
+        Some(DlpPlan {
+            action: dlp.settings.action_for(connector, &groups),
+            dlp: dlp.clone(),
+        })
+    }
+
+    /// Compiles the DLP settings, reusing the previous scanner when they have not changed (a
+    /// reload per SCIM write must not recompile a dozen regexes). A stored setting that no
+    /// longer compiles falls back to the built-in detectors (logged), never to no DLP.
+    fn dlp_from(settings: DlpSettings, previous: Option<&Arc<Dlp>>) -> Option<Arc<Dlp>> {
+        if !settings.enabled {
+            return None;
+        }
+        if let Some(p) = previous
+            && p.settings == settings
+        {
+            return Some(p.clone());
+        }
+        let scanner = match Scanner::new(&settings) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "DLP settings do not compile; using the built-in detectors");
+                Scanner::new(&DlpSettings::default()).ok()?
+            }
+        };
+        Some(Arc::new(Dlp { settings, scanner }))
+    }
+
+    async fn load(store: &Store, version: u64, previous: Option<&Snapshot>) -> Result<Self> {
         // Only people who hold a live token can call the proxy: a directory of 10,000 people
         // with a few hundred agents keeps the snapshot (and every rebuild) small.
         let users = store.users_with_tokens().await?;
@@ -49,6 +106,11 @@ impl Snapshot {
         let connectors = store.connectors_with_secrets().await?;
         let policies = store.all_policies().await?;
         let tokens = store.active_personal_tokens().await?;
+        let dlp_settings: DlpSettings = store
+            .setting(crate::store::setting_keys::DLP)
+            .await?
+            .unwrap_or_default();
+        let dlp = Self::dlp_from(dlp_settings, previous.and_then(|p| p.dlp.as_ref()));
 
         let mut users: HashMap<String, SnapUser> = users
             .into_iter()
@@ -81,6 +143,7 @@ impl Snapshot {
                 .into_iter()
                 .map(|p| ((p.group_id, p.connector_id), p.rules))
                 .collect(),
+            dlp,
         })
     }
 
@@ -161,7 +224,7 @@ pub struct SnapshotHandle {
 impl SnapshotHandle {
     /// Loads the first snapshot.
     pub async fn load(store: Store) -> Result<Arc<Self>> {
-        let first = Snapshot::load(&store, 1).await?;
+        let first = Snapshot::load(&store, 1, None).await?;
         Ok(Arc::new(SnapshotHandle {
             current: ArcSwap::from_pointee(first),
             store,
@@ -191,7 +254,8 @@ impl SnapshotHandle {
         // Every request counted so far committed its change before counting; this load sees them.
         let covers = self.requested.load(Ordering::SeqCst);
         let version = self.versions.fetch_add(1, Ordering::SeqCst) + 1;
-        let next = Snapshot::load(&self.store, version).await?;
+        let previous = self.get();
+        let next = Snapshot::load(&self.store, version, Some(&previous)).await?;
         self.current.store(Arc::new(next));
         self.covered.store(covers, Ordering::SeqCst);
         self.changes.send_replace(version);

@@ -37,6 +37,14 @@ pub struct Config {
     pub upstream_timeout_secs: u64,
     /// Hours a dashboard session lasts without activity.
     pub session_ttl_hours: i64,
+    /// Forward tool calls even when their audit event cannot be written. Off by default (calls
+    /// are refused); when on, every such call is logged at error level and counted.
+    pub audit_fail_open: bool,
+    /// Days audit events are kept (0: forever). Purges stop at a signed checkpoint and never
+    /// remove events a SIEM sink has not received.
+    pub audit_retention_days: u32,
+    /// Seconds between audit integrity checks (each signs a checkpoint at the chain's head).
+    pub audit_checkpoint_secs: u64,
 }
 
 impl Default for Config {
@@ -51,6 +59,9 @@ impl Default for Config {
             log_format: LogFormat::Text,
             upstream_timeout_secs: 30,
             session_ttl_hours: 12,
+            audit_fail_open: false,
+            audit_retention_days: 0,
+            audit_checkpoint_secs: 60,
         }
     }
 }
@@ -115,6 +126,23 @@ impl Config {
                 .parse()
                 .context("TOOLGATE_SESSION_TTL_HOURS must be a whole number")?;
         }
+        if let Some(v) = get("TOOLGATE_AUDIT_FAIL_OPEN") {
+            self.audit_fail_open = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => bail!("TOOLGATE_AUDIT_FAIL_OPEN must be true or false, got {other:?}"),
+            };
+        }
+        if let Some(v) = get("TOOLGATE_AUDIT_RETENTION_DAYS") {
+            self.audit_retention_days = v
+                .parse()
+                .context("TOOLGATE_AUDIT_RETENTION_DAYS must be a whole number")?;
+        }
+        if let Some(v) = get("TOOLGATE_AUDIT_CHECKPOINT_SECS") {
+            self.audit_checkpoint_secs = v
+                .parse()
+                .context("TOOLGATE_AUDIT_CHECKPOINT_SECS must be a whole number")?;
+        }
         Ok(())
     }
 
@@ -134,6 +162,9 @@ impl Config {
         }
         if !(1..=24 * 30).contains(&self.session_ttl_hours) {
             bail!("session_ttl_hours must be 1-720");
+        }
+        if !(1..=86_400).contains(&self.audit_checkpoint_secs) {
+            bail!("audit_checkpoint_secs must be 1-86400");
         }
         Ok(())
     }

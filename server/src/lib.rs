@@ -3,6 +3,7 @@
 //! `start` binds and serves; `run` carries out a CLI command.
 
 pub mod api;
+pub mod audit_upkeep;
 pub mod cli;
 pub mod config;
 pub mod http;
@@ -11,6 +12,7 @@ pub mod metrics_names;
 pub mod oidc;
 pub mod probes;
 pub mod scim;
+pub mod siem;
 pub mod state;
 pub mod telemetry;
 pub mod web;
@@ -80,13 +82,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             match report.first_break {
                 None => {
                     println!(
-                        "audit chain intact: {} events verified{}; last hash {}",
+                        "audit chain intact: {} events verified{}{}; last event {}, hash {}",
                         report.checked,
                         if report.unchained > 0 {
                             format!(" ({} earlier events predate the chain)", report.unchained)
                         } else {
                             String::new()
                         },
+                        match report.anchored_at {
+                            Some(id) => format!(
+                                " from the signed checkpoint at event {id} (older events were purged by retention)"
+                            ),
+                            None => String::new(),
+                        },
+                        report.last_id.map(|i| i.to_string()).unwrap_or("-".into()),
                         report.last_hash.as_deref().unwrap_or("-")
                     );
                     Ok(())
@@ -246,6 +255,16 @@ pub async fn build_state(
         tokio::spawn(snapshot.clone().follow_changes(config.database_url.clone()));
     }
     let audit = AuditSink::start(store.clone());
+    if config.audit_fail_open {
+        tracing::error!(
+            "audit_fail_open is ON: tool calls are forwarded even when their audit event cannot be written"
+        );
+    }
+    tokio::spawn(audit_upkeep::run(
+        store.clone(),
+        Duration::from_secs(config.audit_checkpoint_secs),
+        config.audit_retention_days,
+    ));
     let scim_log = scim::ScimLog::start(store.clone());
     let upstreams = Arc::new(mcp::upstream::Upstreams::new(Duration::from_secs(
         config.upstream_timeout_secs,

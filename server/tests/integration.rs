@@ -13,3 +13,5 @@ mod oidc;
 mod scim;
 #[path = "integration/store.rs"]
 mod store;
+#[path = "integration/siem.rs"]
+mod siem;

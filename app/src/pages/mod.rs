@@ -6,6 +6,7 @@ pub mod groups;
 pub mod login;
 pub mod overview;
 pub mod settings;
+pub mod siem;
 pub mod users;
 
 use leptos::prelude::*;

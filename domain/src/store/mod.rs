@@ -10,10 +10,13 @@ mod groups;
 mod policies;
 mod sessions;
 mod settings;
+mod siem;
 mod tokens;
 mod users;
 
-pub use audit::{AuditQuery, ChainBreak, ChainReport, NewAuditEvent};
+pub use audit::{
+    AuditCursor, AuditQuery, ChainBreak, ChainReport, MAX_ARGS_BYTES, NewAuditEvent, truncate_utf8,
+};
 pub use connectors::{ConnectorSecrets, NewConnector};
 pub use directory::{
     DirectoryGroup, DirectoryKey, DirectoryUser, GroupWrite, MemberChange, ScimRequestLog,
@@ -147,6 +150,11 @@ impl Store {
 
     pub fn cipher(&self) -> &Cipher {
         &self.cipher
+    }
+
+    /// True once `close` has been called.
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
     }
 
     /// Closes the pool, waiting for connections to return.

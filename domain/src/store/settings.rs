@@ -11,6 +11,10 @@ pub mod keys {
     pub const OIDC_SECRET: &str = "identity.oidc.client_secret";
     /// `RoleMappings`: groups that give dashboard roles.
     pub const ROLES: &str = "identity.roles";
+    /// `AuditIntegrity`: the last audit chain check.
+    pub const AUDIT_INTEGRITY: &str = "audit.integrity";
+    /// `DlpSettings`: detectors and actions for tool traffic.
+    pub const DLP: &str = "dlp";
 }
 use crate::{Error, Result};
 use serde::Serialize;

@@ -29,7 +29,7 @@ pub struct CreateConnector {
 #[utoipa::path(post, path = "/api/v1/connectors", request_body = CreateConnector,
     responses((status = 201, body = Connector), (status = 409, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
 pub(super) async fn create_connector(
-    _admin: AdminCaller,
+    admin: AdminCaller,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateConnector>,
 ) -> ApiResult<(StatusCode, ApiJson<Connector>)> {
@@ -43,6 +43,14 @@ pub(super) async fn create_connector(
         })
         .await
         .map_err(ApiError::from)?;
+    super::audit_change(
+        &state,
+        &admin,
+        "admin.connector.create",
+        None,
+        serde_json::to_value(&connector).ok(),
+    )
+    .await;
     changed(&state).await;
     Ok((StatusCode::CREATED, ApiJson(connector)))
 }

@@ -63,7 +63,7 @@ pub struct TokenCreated {
 #[utoipa::path(post, path = "/api/v1/users", request_body = CreateUser,
     responses((status = 201, body = User), (status = 409, body = super::ErrorBody)))]
 pub(super) async fn create_user(
-    _admin: AdminCaller,
+    admin: AdminCaller,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateUser>,
 ) -> ApiResult<(StatusCode, ApiJson<User>)> {
@@ -75,6 +75,7 @@ pub(super) async fn create_user(
             external_id: body.external_id,
         })
         .await?;
+    super::audit_change(&state, &admin, "admin.user.create", None, serde_json::to_value(&user).ok()).await;
     changed(&state).await;
     Ok((StatusCode::CREATED, ApiJson(user)))
 }
@@ -90,11 +91,12 @@ pub(super) async fn list_users(
 #[utoipa::path(post, path = "/api/v1/groups", request_body = CreateGroup,
     responses((status = 201, body = Group), (status = 409, body = super::ErrorBody)))]
 pub(super) async fn create_group(
-    _admin: AdminCaller,
+    admin: AdminCaller,
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateGroup>,
 ) -> ApiResult<(StatusCode, ApiJson<Group>)> {
     let group = state.store.create_group(&body.display_name, None).await?;
+    super::audit_change(&state, &admin, "admin.group.create", None, serde_json::to_value(&group).ok()).await;
     changed(&state).await;
     Ok((StatusCode::CREATED, ApiJson(group)))
 }
@@ -110,11 +112,13 @@ pub(super) async fn list_groups(
 #[utoipa::path(put, path = "/api/v1/groups/{group_id}/members/{user_id}",
     responses((status = 204), (status = 404, body = super::ErrorBody)))]
 pub(super) async fn put_member(
-    _admin: AdminCaller,
+    admin: AdminCaller,
     State(state): State<AppState>,
     Path((group_id, user_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     state.store.add_member(&group_id, &user_id).await?;
+    let member = serde_json::json!({"group_id": group_id, "user_id": user_id});
+    super::audit_change(&state, &admin, "admin.group.member_add", None, Some(member)).await;
     changed(&state).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -122,11 +126,13 @@ pub(super) async fn put_member(
 #[utoipa::path(delete, path = "/api/v1/groups/{group_id}/members/{user_id}",
     responses((status = 204), (status = 404, body = super::ErrorBody)))]
 pub(super) async fn delete_member(
-    _admin: AdminCaller,
+    admin: AdminCaller,
     State(state): State<AppState>,
     Path((group_id, user_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     state.store.remove_member(&group_id, &user_id).await?;
+    let member = serde_json::json!({"group_id": group_id, "user_id": user_id});
+    super::audit_change(&state, &admin, "admin.group.member_remove", Some(member), None).await;
     changed(&state).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -134,7 +140,7 @@ pub(super) async fn delete_member(
 #[utoipa::path(put, path = "/api/v1/groups/{group_id}/policies/{connector_id}", request_body = PutPolicy,
     responses((status = 200, body = ToolPolicy), (status = 404, body = super::ErrorBody), (status = 422, body = super::ErrorBody)))]
 pub(super) async fn put_policy(
-    _admin: AdminCaller,
+    admin: AdminCaller,
     State(state): State<AppState>,
     Path((group_id, connector_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<PutPolicy>,
@@ -143,6 +149,7 @@ pub(super) async fn put_policy(
         .store
         .put_policy(&group_id, &connector_id, body.allow, body.block)
         .await?;
+    super::audit_change(&state, &admin, "admin.policy.put", None, serde_json::to_value(&policy).ok()).await;
     changed(&state).await;
     Ok(ApiJson(policy))
 }
@@ -150,7 +157,7 @@ pub(super) async fn put_policy(
 #[utoipa::path(post, path = "/api/v1/users/{user_id}/tokens", request_body = CreateToken,
     responses((status = 201, body = TokenCreated), (status = 404, body = super::ErrorBody)))]
 pub(super) async fn create_token(
-    _admin: AdminCaller,
+    admin: AdminCaller,
     State(state): State<AppState>,
     Path(user_id): Path<String>,
     ApiJson(body): ApiJson<CreateToken>,
@@ -159,6 +166,8 @@ pub(super) async fn create_token(
         .store
         .create_token(TokenKind::Personal, &body.name, Some(&user_id))
         .await?;
+    // The token itself never reaches the log: its id, name and prefix identify it.
+    super::audit_change(&state, &admin, "admin.token.create", None, serde_json::to_value(&info).ok()).await;
     changed(&state).await;
     Ok((
         StatusCode::CREATED,

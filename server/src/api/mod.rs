@@ -1,7 +1,7 @@
 //! The admin JSON API under `/api/v1`: bearer admin token, JSON in and out, OpenAPI document at
 //! `/api/v1/openapi.json`. Every change reloads the policy snapshot so the proxy sees it at once.
 
-mod audit;
+pub(crate) mod audit;
 mod connectors;
 mod directory;
 pub mod settings;
@@ -31,6 +31,9 @@ pub use directory::{CreateGroup, CreateToken, CreateUser, PutPolicy, TokenCreate
         directory::put_policy,
         directory::create_token,
         audit::list_audit,
+        audit::get_event,
+        audit::export,
+        audit::integrity,
         settings::get_identity,
         settings::put_identity,
     ),
@@ -109,6 +112,9 @@ pub fn router() -> Router<AppState> {
             put(directory::put_policy),
         )
         .route("/audit", get(audit::list_audit))
+        .route("/audit/export", get(audit::export))
+        .route("/audit/integrity", get(audit::integrity))
+        .route("/audit/{id}", get(audit::get_event))
         .route(
             "/settings/identity",
             get(settings::get_identity).put(settings::put_identity),
@@ -135,6 +141,31 @@ async fn api_not_found() -> ApiError {
         "not_found",
         "no such endpoint",
     )
+}
+
+/// Records an administrator's change (before and after, secrets left out) in the audit log.
+/// The change is stored already; a failed write is logged loudly.
+pub(crate) async fn audit_change(
+    state: &AppState,
+    admin: &crate::http::auth::AdminCaller,
+    kind: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) {
+    let event = toolgate_domain::store::NewAuditEvent {
+        client_id: Some(admin.token_id.clone()),
+        ..toolgate_domain::store::NewAuditEvent::change(
+            state.store.clock().now(),
+            kind,
+            &format!("token:{}", admin.token_name),
+            "admin",
+            before,
+            after,
+        )
+    };
+    if let Err(e) = state.audit.record(event).await {
+        tracing::error!(error = %e, kind, "admin change applied but its audit event was not written");
+    }
 }
 
 /// Reloads the snapshot after a change (a failure is logged: the change is stored already) and

@@ -42,11 +42,21 @@ pub(super) async fn get_identity(
 #[utoipa::path(put, path = "/api/v1/settings/identity", request_body = IdentitySettingsInput,
     responses((status = 200, body = IdentitySettingsView), (status = 422, body = super::ErrorBody)))]
 pub(super) async fn put_identity(
-    _admin: AdminCaller,
+    admin: AdminCaller,
     State(state): State<AppState>,
     ApiJson(input): ApiJson<IdentitySettingsInput>,
 ) -> ApiResult<ApiJson<IdentitySettingsView>> {
+    let before = view(&state).await?;
     identity::update(&state.store, input).await?;
     changed(&state).await;
-    Ok(ApiJson(view(&state).await?))
+    let after = view(&state).await?;
+    super::audit_change(
+        &state,
+        &admin,
+        "admin.settings.identity",
+        serde_json::to_value(&before).ok(),
+        serde_json::to_value(&after).ok(),
+    )
+    .await;
+    Ok(ApiJson(after))
 }

@@ -3,7 +3,7 @@
 //! auditing every one.
 
 use super::upstream::{UpstreamError, Upstreams};
-use crate::metrics_names::{TOOL_CALLS, UPSTREAM_LATENCY};
+use crate::metrics_names::{AUDIT_FAILURES, DLP_FINDINGS, TOOL_CALLS, UPSTREAM_LATENCY};
 use futures::future::join_all;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ErrorCode, Implementation,
@@ -17,13 +17,17 @@ use toolgate_domain::audit::AuditSink;
 use toolgate_domain::clock::SharedClock;
 use toolgate_domain::model::{AuditDecision, Outcome};
 use toolgate_domain::names::{exposed_tool_name, split_exposed_tool_name};
-use toolgate_domain::snapshot::{Principal, SnapshotHandle};
-use toolgate_domain::store::NewAuditEvent;
+use toolgate_domain::crypto::sha256_hex;
+use toolgate_domain::dlp::{DlpAction, Findings};
+use toolgate_domain::snapshot::{DlpPlan, Principal, SnapshotHandle};
+use toolgate_domain::store::{MAX_ARGS_BYTES, NewAuditEvent, truncate_utf8};
 
 /// JSON-RPC error code for "the connector behind this tool failed" (implementation-defined range).
 pub const UPSTREAM_UNAVAILABLE: ErrorCode = ErrorCode(-32001);
 /// JSON-RPC error code for "refused because the audit log cannot be written".
 pub const AUDIT_UNAVAILABLE: ErrorCode = ErrorCode(-32002);
+/// JSON-RPC error code for "withheld by data-loss prevention".
+pub const DLP_BLOCKED: ErrorCode = ErrorCode(-32003);
 
 /// What every session shares.
 #[derive(Clone)]
@@ -32,6 +36,8 @@ pub struct GatewayShared {
     pub upstreams: Arc<Upstreams>,
     pub audit: AuditSink,
     pub clock: SharedClock,
+    /// Forward calls even when their audit event cannot be written (`audit_fail_open`).
+    pub fail_open: bool,
 }
 
 /// One MCP session's handler (rmcp makes one per session).
@@ -53,14 +59,6 @@ fn principal(ctx: &RequestContext<RoleServer>) -> Result<Principal, ErrorData> {
         .and_then(|p| p.extensions.get::<Principal>())
         .cloned()
         .ok_or_else(|| ErrorData::invalid_request("not authenticated", None))
-}
-
-fn request_id(ctx: &RequestContext<RoleServer>) -> Option<String> {
-    ctx.extensions
-        .get::<http::request::Parts>()
-        .and_then(|p| p.headers.get("x-request-id"))
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
 }
 
 /// The error a caller gets for a tool it may not use. Unknown and denied look the same, so the
@@ -126,6 +124,7 @@ impl ServerHandler for Gateway {
     ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
         let who = principal(&ctx)?;
+        let meta = CallMeta::of(&ctx);
         let exposed = request.name.to_string();
         let snap = self.shared.snapshot.get();
         let (connector, tool) = split_exposed_tool_name(&exposed).unwrap_or(("", &exposed));
@@ -136,11 +135,29 @@ impl ServerHandler for Gateway {
         } else {
             snap.decide(&who, connector, tool)
         };
+        let dlp = snap.dlp_plan(&who, connector);
+
+        // The arguments as sent are hashed; the copy kept in the log is redacted.
+        let args_value = request
+            .arguments
+            .clone()
+            .map(serde_json::Value::Object)
+            .unwrap_or(serde_json::Value::Null);
+        let args_text = args_value.to_string();
+        let mut args_logged = args_value.clone();
+        let args_findings = dlp
+            .as_ref()
+            .map(|p| p.dlp.scanner.scan_json(&mut args_logged, true))
+            .unwrap_or_default();
+        let call_id = uuid::Uuid::new_v4().to_string();
         let mut event = NewAuditEvent {
-            at: self.shared.clock.now(),
-            kind: "tool_call".into(),
-            principal: who.user_name.clone(),
             principal_id: Some(who.user_id.clone()),
+            subject_kind: Some("person".into()),
+            client_name: meta.client_name.clone(),
+            client_id: Some(who.token_id.clone()),
+            session_id: meta.session_id.clone(),
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
             connector: (!connector.is_empty()).then(|| connector.to_string()),
             tool: Some(if connector.is_empty() {
                 exposed.clone()
@@ -154,10 +171,14 @@ impl ServerHandler for Gateway {
             },
             rule: Some(verdict.rule().to_string()),
             outcome: Outcome::Denied,
-            latency_us: 0,
-            error: None,
-            request_id: request_id(&ctx),
-            detail: None,
+            request_id: meta.request_id.clone(),
+            call_id: Some(call_id.clone()),
+            args_redacted: (!args_logged.is_null())
+                .then(|| truncate_utf8(&args_logged.to_string(), MAX_ARGS_BYTES).to_string()),
+            args_hash: Some(sha256_hex(args_text.as_bytes())),
+            bytes_in: Some(args_text.len() as i64),
+            dlp_findings: args_findings.clone(),
+            ..NewAuditEvent::new(self.shared.clock.now(), "tool_call", &who.user_name)
         };
 
         let target = snap
@@ -167,34 +188,115 @@ impl ServerHandler for Gateway {
         let Some(target) = target else {
             tracing::info!(principal = %who.user_name, tool = %exposed, rule = %verdict.rule(), "tool call denied");
             event.latency_us = started.elapsed().as_micros() as i64;
-            self.record(event).await?;
+            self.record(event, false).await?;
             return Err(not_permitted(&exposed));
         };
 
+        // DLP on arguments, when asked for: block the call, or forward the redacted arguments.
         let mut upstream_request = request;
+        if let Some(plan) = dlp.as_ref().filter(|p| p.dlp.settings.scan_arguments)
+            && !args_findings.is_empty()
+        {
+            count_findings(&args_findings, plan.action);
+            match plan.action {
+                DlpAction::Block => {
+                    event.decision = AuditDecision::Deny;
+                    event.outcome = Outcome::Blocked;
+                    event.rule = Some(format!(
+                        "DLP: arguments contain {}",
+                        finding_names(&args_findings)
+                    ));
+                    event.latency_us = started.elapsed().as_micros() as i64;
+                    self.record(event, false).await?;
+                    return Err(ErrorData::new(
+                        DLP_BLOCKED,
+                        format!(
+                            "tool \"{exposed}\" was not called: its arguments contain {} (data-loss prevention)",
+                            finding_names(&args_findings)
+                        ),
+                        None,
+                    ));
+                }
+                DlpAction::Redact => {
+                    if let serde_json::Value::Object(m) = args_logged.clone() {
+                        upstream_request.arguments = Some(m);
+                    }
+                }
+                DlpAction::LogOnly => {}
+            }
+        }
+
+        // Nothing is forwarded before its record is durable (fail closed).
+        event.outcome = Outcome::Forwarded;
+        event.latency_us = started.elapsed().as_micros() as i64;
+        let call_record = event.clone();
+        self.record(call_record, false).await?;
+
         upstream_request.name = tool.to_string().into();
         let upstream_started = Instant::now();
         let result = self.shared.upstreams.call(&target, upstream_request).await;
         metrics::histogram!(UPSTREAM_LATENCY, "connector" => connector.to_string())
             .record(upstream_started.elapsed().as_secs_f64());
-        event.latency_us = started.elapsed().as_micros() as i64;
+
+        let mut done = NewAuditEvent {
+            principal_id: event.principal_id.clone(),
+            subject_kind: event.subject_kind.clone(),
+            client_name: event.client_name.clone(),
+            client_id: event.client_id.clone(),
+            session_id: event.session_id.clone(),
+            ip: event.ip.clone(),
+            connector: event.connector.clone(),
+            tool: event.tool.clone(),
+            request_id: event.request_id.clone(),
+            call_id: Some(call_id),
+            ..NewAuditEvent::new(self.shared.clock.now(), "tool_result", &who.user_name)
+        };
         let response: Result<CallToolResult, ErrorData> = match result {
             Ok(r) => {
-                event.outcome = if r.is_error == Some(true) {
-                    Outcome::ToolError
-                } else {
-                    Outcome::Ok
+                let (r, bytes, findings) = match dlp.as_ref() {
+                    Some(plan) => scan_result(r, plan),
+                    None => {
+                        let bytes = serde_json::to_vec(&r).map(|v| v.len()).unwrap_or(0);
+                        (r, bytes, Findings::new())
+                    }
                 };
-                Ok(r)
+                done.bytes_out = Some(bytes as i64);
+                let blocked = !findings.is_empty()
+                    && dlp.as_ref().is_some_and(|p| p.action == DlpAction::Block);
+                if let Some(plan) = dlp.as_ref()
+                    && !findings.is_empty()
+                {
+                    count_findings(&findings, plan.action);
+                }
+                let names = finding_names(&findings);
+                done.dlp_findings = findings;
+                if blocked {
+                    done.outcome = Outcome::Blocked;
+                    done.error = Some(format!("response withheld by DLP: it contains {names}"));
+                    Err(ErrorData::new(
+                        DLP_BLOCKED,
+                        format!(
+                            "the response of tool \"{exposed}\" was withheld: it contains {names} (data-loss prevention)"
+                        ),
+                        None,
+                    ))
+                } else {
+                    done.outcome = if r.is_error == Some(true) {
+                        Outcome::ToolError
+                    } else {
+                        Outcome::Ok
+                    };
+                    Ok(r)
+                }
             }
             Err(UpstreamError::Rpc(data)) => {
-                event.outcome = Outcome::UpstreamError;
-                event.error = Some(data.message.to_string());
+                done.outcome = Outcome::UpstreamError;
+                done.error = Some(data.message.to_string());
                 Err(data)
             }
             Err(e) => {
-                event.outcome = Outcome::UpstreamError;
-                event.error = Some(e.to_string());
+                done.outcome = Outcome::UpstreamError;
+                done.error = Some(e.to_string());
                 Err(ErrorData::new(
                     UPSTREAM_UNAVAILABLE,
                     format!("tool \"{exposed}\" failed: {e}"),
@@ -202,29 +304,146 @@ impl ServerHandler for Gateway {
                 ))
             }
         };
-        self.record(event).await?;
+        done.latency_us = started.elapsed().as_micros() as i64;
+        self.record(done, true).await?;
         response.map(CallToolResponse::from)
     }
 }
 
+/// Where a call came from, for the audit log.
+struct CallMeta {
+    ip: Option<String>,
+    user_agent: Option<String>,
+    session_id: Option<String>,
+    request_id: Option<String>,
+    client_name: Option<String>,
+}
+
+impl CallMeta {
+    fn of(ctx: &RequestContext<RoleServer>) -> Self {
+        let parts = ctx.extensions.get::<http::request::Parts>();
+        let header = |name: &str| {
+            parts
+                .and_then(|p| p.headers.get(name))
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(512).collect::<String>())
+        };
+        CallMeta {
+            ip: parts
+                .and_then(|p| {
+                    p.extensions
+                        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                })
+                .map(|c| c.0.ip().to_string()),
+            user_agent: header("user-agent"),
+            session_id: header("mcp-session-id"),
+            request_id: header("x-request-id"),
+            client_name: ctx.peer.peer_info().map(|i| {
+                format!("{} {}", i.client_info.name, i.client_info.version)
+                    .chars()
+                    .take(200)
+                    .collect()
+            }),
+        }
+    }
+}
+
+/// Scans (and, when the action says so, redacts) the text a tool returned: text content,
+/// embedded resource text and structured content. Returns the result to send, its size in
+/// bytes and the findings. Binary content (images, audio) is left alone.
+fn scan_result(r: CallToolResult, plan: &DlpPlan) -> (CallToolResult, usize, Findings) {
+    let redact = plan.action == DlpAction::Redact;
+    let mut value = match serde_json::to_value(&r) {
+        Ok(v) => v,
+        Err(_) => return (r, 0, Findings::new()),
+    };
+    let mut findings = Findings::new();
+    let mut merge = |f: Findings| {
+        for (k, n) in f {
+            *findings.entry(k).or_insert(0) += n;
+        }
+    };
+    if let Some(items) = value.get_mut("content").and_then(|c| c.as_array_mut()) {
+        for item in items {
+            if let Some(text) = item.get_mut("text") {
+                merge(plan.dlp.scanner.scan_json(text, redact));
+            }
+            if let Some(text) = item.get_mut("resource").and_then(|r| r.get_mut("text")) {
+                merge(plan.dlp.scanner.scan_json(text, redact));
+            }
+        }
+    }
+    if let Some(structured) = value.get_mut("structuredContent") {
+        merge(plan.dlp.scanner.scan_json(structured, redact));
+    }
+    let bytes = serde_json::to_vec(&value).map(|v| v.len()).unwrap_or(0);
+    if !redact || findings.is_empty() {
+        return (r, bytes, findings);
+    }
+    match serde_json::from_value::<CallToolResult>(value) {
+        Ok(redacted) => (redacted, bytes, findings),
+        // Cannot happen for a value that came from a CallToolResult; never leak on a surprise.
+        Err(_) => (
+            CallToolResult::error(vec![rmcp::model::Content::text(
+                "the response could not be redacted and was withheld",
+            )]),
+            bytes,
+            findings,
+        ),
+    }
+}
+
+fn finding_names(f: &Findings) -> String {
+    f.keys().cloned().collect::<Vec<_>>().join(", ")
+}
+
+fn count_findings(f: &Findings, action: DlpAction) {
+    let action = match action {
+        DlpAction::Block => "block",
+        DlpAction::Redact => "redact",
+        DlpAction::LogOnly => "log",
+    };
+    for (detector, n) in f {
+        metrics::counter!(DLP_FINDINGS, "detector" => detector.clone(), "action" => action)
+            .increment(*n);
+    }
+}
+
 impl Gateway {
-    /// Writes the audit event before the answer goes out; if it cannot be written the caller gets
-    /// an error instead of the answer (fail closed).
-    async fn record(&self, event: NewAuditEvent) -> Result<(), ErrorData> {
-        let forwarded = event.decision == AuditDecision::Allow;
-        metrics::counter!(
-            TOOL_CALLS,
-            "decision" => event.decision.as_str(),
-            "outcome" => event.outcome.as_str()
-        )
-        .increment(1);
-        self.shared.audit.record(event).await.map_err(|_| {
-            let message = if forwarded {
-                "the audit log is unavailable; the call's result was withheld"
-            } else {
-                "the audit log is unavailable; the call was refused"
-            };
-            ErrorData::new(AUDIT_UNAVAILABLE, message, None)
-        })
+    /// Writes an audit event and waits until it is durable. If it cannot be written the caller
+    /// gets an error instead (fail closed) unless `audit_fail_open` is set, in which case the
+    /// failure is logged at error level and counted.
+    async fn record(&self, event: NewAuditEvent, is_result: bool) -> Result<(), ErrorData> {
+        if event.kind == "tool_call" && event.outcome != Outcome::Forwarded
+            || event.kind == "tool_result"
+        {
+            metrics::counter!(
+                TOOL_CALLS,
+                "decision" => event.decision.as_str(),
+                "outcome" => event.outcome.as_str()
+            )
+            .increment(1);
+        }
+        let kind = event.kind.clone();
+        let principal = event.principal.clone();
+        let tool = event.tool.clone();
+        match self.shared.audit.record(event).await {
+            Ok(()) => Ok(()),
+            Err(e) if self.shared.fail_open => {
+                metrics::counter!(AUDIT_FAILURES, "action" => "forwarded").increment(1);
+                tracing::error!(error = %e, kind, principal, tool = ?tool,
+                    "AUDIT EVENT LOST: forwarded anyway because audit_fail_open is on");
+                Ok(())
+            }
+            Err(_) => {
+                metrics::counter!(AUDIT_FAILURES, "action" => "refused").increment(1);
+                let message = if is_result {
+                    "the audit log is unavailable; the call's result was withheld"
+                } else {
+                    "the audit log is unavailable; the call was refused"
+                };
+                Err(ErrorData::new(AUDIT_UNAVAILABLE, message, None))
+            }
+        }
     }
 }

@@ -54,6 +54,7 @@ pub fn router(state: &AppState, shutdown: CancellationToken) -> Router<AppState>
         upstreams: state.upstreams.clone(),
         audit: state.audit.clone(),
         clock: state.store.clock().clone(),
+        fail_open: state.config.audit_fail_open,
     };
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(allowed_hosts(&state.config.public_url()))

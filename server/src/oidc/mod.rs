@@ -337,23 +337,16 @@ async fn audit(
     request_id: Option<String>,
 ) {
     let event = NewAuditEvent {
-        at: state.store.clock().now(),
-        kind: kind.into(),
-        principal: who.into(),
-        principal_id: None,
-        connector: None,
-        tool: None,
+        subject_kind: Some("person".into()),
         decision,
-        rule: None,
         outcome: if decision == AuditDecision::Allow {
             Outcome::Ok
         } else {
             Outcome::Denied
         },
-        latency_us: 0,
-        error: None,
         request_id,
         detail: Some(detail.into()),
+        ..NewAuditEvent::new(state.store.clock().now(), kind, who)
     };
     if let Err(e) = state.audit.record(event).await {
         tracing::error!(error = %e, kind, "sign-in audit event not written");

@@ -138,22 +138,17 @@ async fn changed(
     detail: Value,
 ) {
     let event = NewAuditEvent {
-        at: state.store.clock().now(),
-        kind: kind.to_string(),
-        principal: format!("scim:{}", client.token_name),
-        principal_id: None,
-        connector: None,
-        tool: None,
-        decision: AuditDecision::Allow,
-        rule: None,
-        outcome: Outcome::Ok,
-        latency_us: 0,
-        error: None,
+        subject_kind: Some("scim".into()),
         request_id: headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         detail: Some(detail.to_string()),
+        ..NewAuditEvent::new(
+            state.store.clock().now(),
+            kind,
+            &format!("scim:{}", client.token_name),
+        )
     };
     if let Err(e) = state.audit.record(event).await {
         tracing::error!(error = %e, kind, "SCIM change applied but its audit event was not written");

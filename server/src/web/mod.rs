@@ -36,6 +36,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let sessions = session_layer(state);
 
     Router::new()
+        .route("/audit/export", axum::routing::get(audit_export))
         .route(
             "/fn/{*name}",
             post(move |req: Request<Body>| {
@@ -55,6 +56,58 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .layer(middleware::from_fn(require_sign_in))
         .layer(sessions)
         .layer(middleware::from_fn(same_origin_writes))
+}
+
+/// The Audit page's export links: the same streamed CSV / JSON Lines as the API, for signed-in
+/// admins and auditors. Each export is itself audited.
+async fn audit_export(
+    session: Session,
+    axum::extract::State(state): axum::extract::State<AppState>,
+    headers: axum::http::HeaderMap,
+    query: Result<
+        axum::extract::Query<crate::api::audit::AuditParams>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    let user = match session.get::<DashboardUser>(SESSION_USER_KEY).await {
+        Ok(Some(u)) if u.role.may(toolgate_app::auth::Page::Audit) => u,
+        Ok(Some(_)) => {
+            return (StatusCode::FORBIDDEN, "your role does not give access to the audit log")
+                .into_response();
+        }
+        _ => return Redirect::to("/login").into_response(),
+    };
+    let params = match query {
+        Ok(axum::extract::Query(p)) => p,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.body_text()).into_response(),
+    };
+    let format = match crate::api::audit::ExportFormat::parse(params.format.as_deref()) {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
+    };
+    let filter = params.filter();
+    let event = toolgate_domain::store::NewAuditEvent {
+        subject_kind: Some("admin".into()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(512).collect()),
+        detail: serde_json::to_string(&filter).ok(),
+        ..toolgate_domain::store::NewAuditEvent::new(
+            state.store.clock().now(),
+            "audit.export",
+            &user.username,
+        )
+    };
+    if let Err(e) = state.audit.record(event).await {
+        tracing::error!(error = %e, "audit export refused: its own audit event was not written");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit log is unavailable; export refused",
+        )
+            .into_response();
+    }
+    crate::api::audit::export_response(state.store.clone(), filter, format)
 }
 
 /// Dashboard sessions: in the database, HttpOnly, SameSite=Lax, `Secure` and `__Host-` over

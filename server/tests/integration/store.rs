@@ -26,10 +26,6 @@ fn clock() -> Arc<ManualClock> {
 
 fn event(principal: &str, tool: &str, decision: AuditDecision) -> NewAuditEvent {
     NewAuditEvent {
-        at: Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap(),
-        kind: "tool_call".into(),
-        principal: principal.into(),
-        principal_id: None,
         connector: Some("c".into()),
         tool: Some(tool.into()),
         decision,
@@ -40,9 +36,12 @@ fn event(principal: &str, tool: &str, decision: AuditDecision) -> NewAuditEvent 
             Outcome::Denied
         },
         latency_us: 1500,
-        error: None,
         request_id: Some("req-1".into()),
-        detail: None,
+        ..NewAuditEvent::new(
+            Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap(),
+            "tool_call",
+            principal,
+        )
     }
 }
 

@@ -1,0 +1,1 @@
+//! SIEM sink settings in the dashboard: add, test, enable, and watch delivery lag.

@@ -14,7 +14,7 @@ use crate::auth::{
 
 /// Domain errors shown to the dashboard user; internal ones are logged and shown generically.
 #[cfg(feature = "ssr")]
-fn shown(e: toolgate_domain::Error) -> ServerFnError {
+pub(crate) fn shown(e: toolgate_domain::Error) -> ServerFnError {
     use toolgate_domain::Error as E;
     match e {
         E::Invalid(m) | E::Conflict(m) | E::PreconditionFailed(m) => ServerFnError::new(m),
@@ -29,7 +29,7 @@ fn shown(e: toolgate_domain::Error) -> ServerFnError {
 }
 
 #[cfg(feature = "ssr")]
-async fn changed(ctx: &crate::auth::DashboardContext) {
+pub(crate) async fn changed(ctx: &crate::auth::DashboardContext) {
     if let Err(e) = ctx.snapshot.publish().await {
         tracing::error!(error = %e, "policy snapshot reload failed after a dashboard change");
     }
@@ -100,6 +100,28 @@ async fn record(
     };
     if let Err(e) = ctx.audit.record(event).await {
         tracing::error!(error = %e, kind, "dashboard audit event not written");
+    }
+}
+
+/// Records a settings change made in the dashboard, with before and after (never secrets).
+#[cfg(feature = "ssr")]
+pub(crate) async fn record_change(
+    ctx: &crate::auth::DashboardContext,
+    who: &str,
+    kind: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+) {
+    let event = toolgate_domain::store::NewAuditEvent::change(
+        ctx.store.clock().now(),
+        kind,
+        who,
+        "admin",
+        before,
+        after,
+    );
+    if let Err(e) = ctx.audit.record(event).await {
+        tracing::error!(error = %e, kind, "dashboard change applied but its audit event was not written");
     }
 }
 

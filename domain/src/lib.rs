@@ -7,6 +7,7 @@ pub mod model;
 pub mod names;
 pub mod policy;
 pub mod scim_filter;
+pub mod siem;
 
 #[cfg(feature = "ssr")]
 pub mod audit;

@@ -49,7 +49,9 @@ pub struct Dlp {
 
 impl std::fmt::Debug for Dlp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dlp").field("settings", &self.settings).finish()
+        f.debug_struct("Dlp")
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 

@@ -3,6 +3,8 @@
 
 #[path = "integration/api.rs"]
 mod api;
+#[path = "integration/audit.rs"]
+mod audit;
 #[path = "integration/common.rs"]
 mod common;
 #[path = "integration/mcp.rs"]
@@ -11,7 +13,7 @@ mod mcp;
 mod oidc;
 #[path = "integration/scim.rs"]
 mod scim;
-#[path = "integration/store.rs"]
-mod store;
 #[path = "integration/siem.rs"]
 mod siem;
+#[path = "integration/store.rs"]
+mod store;

@@ -12,7 +12,16 @@ use toolgate_domain::model::{AuditDecision, AuditEvent, AuditFilter};
 
 /// The query parameters the search form sends (and the export links pass on).
 const FIELDS: [&str; 10] = [
-    "from", "to", "subject", "group", "connector", "tool", "decision", "kind", "elevated", "q",
+    "from",
+    "to",
+    "subject",
+    "group",
+    "connector",
+    "tool",
+    "decision",
+    "kind",
+    "elevated",
+    "q",
 ];
 
 /// `datetime-local` values (`2026-11-26T10:00`) are read as UTC.
@@ -21,7 +30,11 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
         .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S"))
         .ok()
         .map(|n| n.and_utc())
-        .or_else(|| DateTime::parse_from_rfc3339(s).ok().map(|d| d.with_timezone(&Utc)))
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|d| d.with_timezone(&Utc))
+        })
 }
 
 fn filter_from(q: &ParamsMap) -> AuditFilter {

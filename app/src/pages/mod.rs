@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod connectors;
+pub mod dlp;
 pub mod groups;
 pub mod login;
 pub mod overview;

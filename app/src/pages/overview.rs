@@ -2,8 +2,8 @@
 
 use super::{ErrorNote, error_text};
 use crate::server_fns::{audit_stats, get_overview};
-use toolgate_domain::model::AuditStats;
 use leptos::prelude::*;
+use toolgate_domain::model::AuditStats;
 
 #[component]
 pub fn OverviewPage() -> impl IntoView {
@@ -95,7 +95,7 @@ fn charts(s: AuditStats) -> impl IntoView {
                         view! {
                             <ul id="connector-health">
                                 {s.connector_health.into_iter().map(|(c, n, errors)| view! {
-                                    <li class=if errors > 0 { "unhealthy" } else { "healthy" }>
+                                    <li class={if errors > 0 { "unhealthy" } else { "healthy" }}>
                                         {c} " " <span class="muted">{format!("{n} calls, {errors} upstream errors")}</span>
                                     </li>
                                 }).collect_view()}

@@ -99,5 +99,6 @@ pub fn SettingsPage() -> impl IntoView {
         </Suspense>
         {action_error(save)}
         {action_error(create_token)}
+        <super::dlp::DlpSection />
     }
 }

@@ -157,8 +157,9 @@ impl AuditRow {
     fn into_model(self) -> Result<AuditEvent> {
         let dlp_findings = match self.dlp_findings.as_deref() {
             None | Some("") => BTreeMap::new(),
-            Some(s) => serde_json::from_str(s)
-                .map_err(|e| Error::Internal(format!("bad dlp_findings on event {}: {e}", self.id)))?,
+            Some(s) => serde_json::from_str(s).map_err(|e| {
+                Error::Internal(format!("bad dlp_findings on event {}: {e}", self.id))
+            })?,
         };
         Ok(AuditEvent {
             id: self.id,
@@ -345,7 +346,9 @@ impl Store {
     ) -> Result<ChainReport> {
         let mut report = ChainReport::default();
         let last = to.unwrap_or(i64::MAX);
-        let checkpoints = self.checkpoints_between(from.unwrap_or(i64::MIN), last).await?;
+        let checkpoints = self
+            .checkpoints_between(from.unwrap_or(i64::MIN), last)
+            .await?;
         let mut by_event: HashMap<i64, &Checkpoint> = HashMap::new();
         for c in &checkpoints {
             if !self.checkpoint_mac_ok(c) {
@@ -663,15 +666,23 @@ impl Store {
         }
         if let Some(text) = filter.text.as_deref().filter(|t| !t.trim().is_empty()) {
             match self.backend {
+                // A call matches by its own words or by those of its result (errors).
                 Backend::Sqlite => {
                     let p = sql.arg(Arg::S(fts5_query(text)));
+                    let hits =
+                        format!("SELECT rowid FROM audit_search WHERE audit_search MATCH {p}");
                     cond.push(format!(
-                        "id IN (SELECT rowid FROM audit_search WHERE audit_search MATCH {p})"
+                        "(id IN ({hits}) OR call_id IN (SELECT call_id FROM audit_events
+                            WHERE kind = 'tool_result' AND id IN ({hits})))"
                     ));
                 }
                 Backend::Postgres => {
                     let p = sql.arg(Arg::S(text.into()));
-                    cond.push(format!("search @@ plainto_tsquery('simple', {p})"));
+                    cond.push(format!(
+                        "(search @@ plainto_tsquery('simple', {p}) OR call_id IN (SELECT call_id
+                            FROM audit_events WHERE kind = 'tool_result'
+                            AND search @@ plainto_tsquery('simple', {p})))"
+                    ));
                 }
             }
         }
@@ -714,10 +725,7 @@ impl Store {
             return Ok(());
         }
         let mut sql = Sql::default();
-        let params: Vec<String> = calls
-            .into_iter()
-            .map(|c| sql.arg(Arg::S(c)))
-            .collect();
+        let params: Vec<String> = calls.into_iter().map(|c| sql.arg(Arg::S(c))).collect();
         sql.text = format!(
             "SELECT {COLUMNS} FROM audit_events WHERE kind = 'tool_result' AND call_id IN ({})",
             params.join(", ")
@@ -764,7 +772,7 @@ impl Store {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?
-        .ok_or_else(|| Error::NotFound(format!("audit event {id}")))?;
+        .ok_or(Error::NotFound("audit event"))?;
         row.into_model()
     }
 

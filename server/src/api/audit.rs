@@ -91,7 +91,8 @@ pub(super) async fn list_audit(
         .cursor
         .as_deref()
         .map(AuditCursor::decode)
-        .transpose()?;
+        .transpose()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let (items, next) = state
         .store
         .search_audit(&params.filter(), cursor, limit)
@@ -124,7 +125,11 @@ pub(super) async fn export(
 ) -> ApiResult<Response> {
     let params = parse(params)?;
     let format = ExportFormat::parse(params.format.as_deref())?;
-    Ok(export_response(state.store.clone(), params.filter(), format))
+    Ok(export_response(
+        state.store.clone(),
+        params.filter(),
+        format,
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/audit/integrity", responses((status = 200, body = AuditIntegrity)))]
@@ -279,11 +284,7 @@ pub(crate) fn export_response(store: Store, filter: AuditFilter, format: ExportF
         if s.done {
             return None;
         }
-        match s
-            .store
-            .search_audit(&s.filter, s.cursor, EXPORT_PAGE)
-            .await
-        {
+        match s.store.search_audit(&s.filter, s.cursor, EXPORT_PAGE).await {
             Ok((events, next)) => {
                 let chunk = encode_page(format, &events, s.first);
                 s.first = false;
@@ -338,6 +339,10 @@ mod tests {
         let first = String::from_utf8(first.to_vec()).unwrap();
         assert!(first.starts_with("id,at,kind,principal,"));
         assert!(first.contains("\"al,ice\""));
-        assert!(!String::from_utf8(second.to_vec()).unwrap().contains("principal_id"));
+        assert!(
+            !String::from_utf8(second.to_vec())
+                .unwrap()
+                .contains("principal_id")
+        );
     }
 }

@@ -75,7 +75,14 @@ pub(super) async fn create_user(
             external_id: body.external_id,
         })
         .await?;
-    super::audit_change(&state, &admin, "admin.user.create", None, serde_json::to_value(&user).ok()).await;
+    super::audit_change(
+        &state,
+        &admin,
+        "admin.user.create",
+        None,
+        serde_json::to_value(&user).ok(),
+    )
+    .await;
     changed(&state).await;
     Ok((StatusCode::CREATED, ApiJson(user)))
 }
@@ -96,7 +103,14 @@ pub(super) async fn create_group(
     ApiJson(body): ApiJson<CreateGroup>,
 ) -> ApiResult<(StatusCode, ApiJson<Group>)> {
     let group = state.store.create_group(&body.display_name, None).await?;
-    super::audit_change(&state, &admin, "admin.group.create", None, serde_json::to_value(&group).ok()).await;
+    super::audit_change(
+        &state,
+        &admin,
+        "admin.group.create",
+        None,
+        serde_json::to_value(&group).ok(),
+    )
+    .await;
     changed(&state).await;
     Ok((StatusCode::CREATED, ApiJson(group)))
 }
@@ -132,7 +146,14 @@ pub(super) async fn delete_member(
 ) -> ApiResult<StatusCode> {
     state.store.remove_member(&group_id, &user_id).await?;
     let member = serde_json::json!({"group_id": group_id, "user_id": user_id});
-    super::audit_change(&state, &admin, "admin.group.member_remove", Some(member), None).await;
+    super::audit_change(
+        &state,
+        &admin,
+        "admin.group.member_remove",
+        Some(member),
+        None,
+    )
+    .await;
     changed(&state).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -149,7 +170,14 @@ pub(super) async fn put_policy(
         .store
         .put_policy(&group_id, &connector_id, body.allow, body.block)
         .await?;
-    super::audit_change(&state, &admin, "admin.policy.put", None, serde_json::to_value(&policy).ok()).await;
+    super::audit_change(
+        &state,
+        &admin,
+        "admin.policy.put",
+        None,
+        serde_json::to_value(&policy).ok(),
+    )
+    .await;
     changed(&state).await;
     Ok(ApiJson(policy))
 }
@@ -167,7 +195,14 @@ pub(super) async fn create_token(
         .create_token(TokenKind::Personal, &body.name, Some(&user_id))
         .await?;
     // The token itself never reaches the log: its id, name and prefix identify it.
-    super::audit_change(&state, &admin, "admin.token.create", None, serde_json::to_value(&info).ok()).await;
+    super::audit_change(
+        &state,
+        &admin,
+        "admin.token.create",
+        None,
+        serde_json::to_value(&info).ok(),
+    )
+    .await;
     changed(&state).await;
     Ok((
         StatusCode::CREATED,

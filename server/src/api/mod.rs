@@ -36,6 +36,8 @@ pub use directory::{CreateGroup, CreateToken, CreateUser, PutPolicy, TokenCreate
         audit::integrity,
         settings::get_identity,
         settings::put_identity,
+        settings::get_dlp,
+        settings::put_dlp,
     ),
     components(schemas(
         toolgate_domain::model::Connector,
@@ -48,6 +50,9 @@ pub use directory::{CreateGroup, CreateToken, CreateUser, PutPolicy, TokenCreate
         toolgate_domain::model::Outcome,
         CreateConnector, CreateUser, CreateGroup, PutPolicy, CreateToken, TokenCreated,
         audit::AuditPage, ErrorBody, ErrorInner,
+        toolgate_domain::model::AuditIntegrity,
+        toolgate_domain::dlp::DlpSettings, toolgate_domain::dlp::DlpAction,
+        toolgate_domain::dlp::CustomDetector,
         settings::IdentitySettingsView, toolgate_domain::model::IdentitySettingsInput,
         toolgate_domain::model::OidcInput,
         toolgate_domain::model::OidcSettings, toolgate_domain::model::OidcMatch,
@@ -118,6 +123,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/settings/identity",
             get(settings::get_identity).put(settings::put_identity),
+        )
+        .route(
+            "/settings/dlp",
+            get(settings::get_dlp).put(settings::put_dlp),
         )
         .fallback(api_not_found)
         .method_not_allowed_fallback(api_method_not_allowed)

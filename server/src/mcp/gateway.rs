@@ -15,10 +15,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use toolgate_domain::audit::AuditSink;
 use toolgate_domain::clock::SharedClock;
-use toolgate_domain::model::{AuditDecision, Outcome};
-use toolgate_domain::names::{exposed_tool_name, split_exposed_tool_name};
 use toolgate_domain::crypto::sha256_hex;
 use toolgate_domain::dlp::{DlpAction, Findings};
+use toolgate_domain::model::{AuditDecision, Outcome};
+use toolgate_domain::names::{exposed_tool_name, split_exposed_tool_name};
 use toolgate_domain::snapshot::{DlpPlan, Principal, SnapshotHandle};
 use toolgate_domain::store::{MAX_ARGS_BYTES, NewAuditEvent, truncate_utf8};
 
@@ -384,7 +384,7 @@ fn scan_result(r: CallToolResult, plan: &DlpPlan) -> (CallToolResult, usize, Fin
         Ok(redacted) => (redacted, bytes, findings),
         // Cannot happen for a value that came from a CallToolResult; never leak on a surprise.
         Err(_) => (
-            CallToolResult::error(vec![rmcp::model::Content::text(
+            CallToolResult::error(vec![rmcp::model::ContentBlock::text(
                 "the response could not be redacted and was withheld",
             )]),
             bytes,

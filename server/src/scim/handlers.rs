@@ -16,7 +16,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use toolgate_domain::model::{AuditDecision, Outcome};
 use toolgate_domain::store::{DirectoryGroup, DirectoryUser, MemberChange, NewAuditEvent};
 
 type ScimResult = Result<Response, ScimError>;

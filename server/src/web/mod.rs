@@ -72,7 +72,10 @@ async fn audit_export(
     let user = match session.get::<DashboardUser>(SESSION_USER_KEY).await {
         Ok(Some(u)) if u.role.may(toolgate_app::auth::Page::Audit) => u,
         Ok(Some(_)) => {
-            return (StatusCode::FORBIDDEN, "your role does not give access to the audit log")
+            return (
+                StatusCode::FORBIDDEN,
+                "your role does not give access to the audit log",
+            )
                 .into_response();
         }
         _ => return Redirect::to("/login").into_response(),

@@ -267,13 +267,25 @@ async fn users_groups_members_policies_and_tokens() {
 #[tokio::test]
 async fn audit_paging_parameters_are_validated() {
     let app = spawn_app().await;
-    for q in ["limit=0", "limit=1001", "limit=abc", "sort=asc"] {
+    for q in [
+        "limit=0",
+        "limit=1001",
+        "limit=abc",
+        "sort=asc",
+        "cursor=nope",
+        "decision=maybe",
+        "from=yesterday",
+    ] {
         let (s, b) = app.get(&format!("/api/v1/audit?{q}")).await;
         assert_eq!(s, 400, "{q}: {b}");
     }
-    let (s, b) = app.get("/api/v1/audit?limit=5").await;
+    let (s, b) = app.get("/api/v1/audit?limit=5&kind=tool_call").await;
     assert_eq!(s, 200);
     assert_eq!(b["items"], json!([]));
+    let (s, b) = app.get("/api/v1/audit/export?format=xml").await;
+    assert_eq!(s, 400, "{b}");
+    let (s, _) = app.get("/api/v1/audit/999999").await;
+    assert_eq!(s, 404);
 }
 
 #[tokio::test]

@@ -45,14 +45,30 @@ pub async fn spawn_app_postgres() -> TestApp {
     spawn_app_on(dir, url).await
 }
 
+/// The app on SQLite with a configuration change.
+pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/toolgate.db", dir.path().display());
+    spawn_app_configured(dir, url, change).await
+}
+
 async fn spawn_app_on(dir: tempfile::TempDir, database_url: String) -> TestApp {
-    let config = Config {
+    spawn_app_configured(dir, database_url, |_| {}).await
+}
+
+async fn spawn_app_configured(
+    dir: tempfile::TempDir,
+    database_url: String,
+    change: impl FnOnce(&mut Config),
+) -> TestApp {
+    let mut config = Config {
         listen: "127.0.0.1:0".into(),
         database_url,
         data_dir: dir.path().to_path_buf(),
         upstream_timeout_secs: 5,
         ..Config::default()
     };
+    change(&mut config);
     let server = toolgate::start(config).await.expect("app starts");
     let (_, admin_token) = server
         .state
@@ -253,6 +269,16 @@ impl TestUpstream {
             "deleted {}",
             a.name
         ))]))
+    }
+
+    #[tool(description = "Look up a record's owner (structured content)")]
+    async fn lookup(
+        &self,
+        Parameters(a): Parameters<EchoArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(CallToolResult::structured(
+            json!({"record": {"owner": {"contact": a.text}, "tags": ["a", a.text]}}),
+        ))
     }
 
     #[tool(description = "Always fails as a tool error")]

@@ -132,7 +132,7 @@ async fn denied_call_is_refused_with_the_tool_named_and_audited() {
             "{name}: {msg}"
         );
     }
-    let (s, body) = app.get("/api/v1/audit?limit=10").await;
+    let (s, body) = app.get("/api/v1/audit?kind=tool_call&limit=10").await;
     assert_eq!(s, 200);
     let items = body["items"].as_array().unwrap();
     assert_eq!(items.len(), 4);
@@ -184,7 +184,7 @@ async fn a_block_beats_an_allow_across_groups() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not permitted"));
-    let (_, body) = app.get("/api/v1/audit?limit=1").await;
+    let (_, body) = app.get("/api/v1/audit?kind=tool_call&limit=1").await;
     let rule = body["items"][0]["rule"].as_str().unwrap().to_string();
     assert!(
         rule.contains("no-delete") && rule.contains("delete_*"),
@@ -241,7 +241,7 @@ async fn an_unreachable_upstream_fails_its_tools_only() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("up__echo"), "{err}");
-    let (_, body) = app.get("/api/v1/audit?limit=3").await;
+    let (_, body) = app.get("/api/v1/audit?kind=tool_call&limit=3").await;
     let items = body["items"].as_array().unwrap();
     assert_eq!(items[0]["outcome"], "upstream_error");
     assert_eq!(items[0]["decision"], "allow");
@@ -267,17 +267,22 @@ async fn every_call_leaves_an_audit_row_newest_first() {
     let _ = via
         .call_tool(CallToolRequestParams::new("up__delete_branch"))
         .await;
-    let (s, body) = app.get("/api/v1/audit?limit=10").await;
+    let (s, body) = app.get("/api/v1/audit?kind=tool_call&limit=10").await;
     assert_eq!(s, 200);
-    assert!(body["next_before"].is_null(), "one page holds all: {body}");
-    let (_, first) = app.get("/api/v1/audit?limit=2").await;
+    assert!(body["next_cursor"].is_null(), "one page holds all: {body}");
+    let (_, first) = app.get("/api/v1/audit?kind=tool_call&limit=2").await;
     assert_eq!(first["items"].as_array().unwrap().len(), 2);
-    let next = first["next_before"].as_i64().expect("a second page exists");
+    let next = first["next_cursor"]
+        .as_str()
+        .expect("a second page exists")
+        .to_string();
     let (_, second) = app
-        .get(&format!("/api/v1/audit?limit=2&before={next}"))
+        .get(&format!(
+            "/api/v1/audit?kind=tool_call&limit=2&cursor={next}"
+        ))
         .await;
     assert_eq!(second["items"].as_array().unwrap().len(), 1);
-    assert!(second["next_before"].is_null());
+    assert!(second["next_cursor"].is_null());
     assert_eq!(second["items"][0]["tool"], "echo");
     let items = body["items"].as_array().unwrap();
     let summary: Vec<(String, String, String)> = items
@@ -396,7 +401,7 @@ async fn the_gateway_works_on_postgres_too() {
             .await
             .is_err()
     );
-    let (_, body) = app.get("/api/v1/audit?limit=5").await;
+    let (_, body) = app.get("/api/v1/audit?kind=tool_call&limit=5").await;
     let decisions: Vec<&str> = body["items"]
         .as_array()
         .unwrap()

@@ -572,3 +572,345 @@ async fn audit_chain_on_postgres() {
     )
     .await;
 }
+
+fn at(minute: i64) -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).unwrap() + Duration::minutes(minute)
+}
+
+/// Search filters, full text, keyset paging, folding results into calls, checkpoints and
+/// retention — the same on both backends.
+async fn audit_search_suite(url: String) {
+    use toolgate_domain::model::AuditFilter;
+    let clock = clock();
+    let store = open(&url, &MasterKey::generate(), clock.clone()).await;
+    let alice = store
+        .create_user(NewUser {
+            user_name: "alice".into(),
+            display_name: "Alice".into(),
+            external_id: None,
+        })
+        .await
+        .unwrap();
+    let eng = store.create_group("Engineering", None).await.unwrap();
+    store.add_member(&eng.id, &alice.id).await.unwrap();
+
+    let mut events = Vec::new();
+    for i in 0..10i64 {
+        let (who, who_id) = if i % 2 == 0 {
+            ("alice", Some(alice.id.clone()))
+        } else {
+            ("bob", None)
+        };
+        let mut e = event(
+            who,
+            if i < 5 {
+                "create_issue"
+            } else {
+                "delete_branch"
+            },
+            if i == 7 {
+                AuditDecision::Deny
+            } else {
+                AuditDecision::Allow
+            },
+        );
+        e.at = at(i);
+        e.principal_id = who_id;
+        e.connector = Some(if i < 8 { "github" } else { "jira" }.into());
+        e.args_redacted = Some(format!("{{\"title\":\"quarterly report {i}\"}}"));
+        e.elevation_id = (i == 3).then(|| "elev-1".to_string());
+        events.push(e);
+    }
+    // A forwarded call and its result, folded into one row by the search.
+    let mut call = event("carol", "search", AuditDecision::Allow);
+    call.at = at(20);
+    call.outcome = Outcome::Forwarded;
+    call.call_id = Some("call-1".into());
+    call.connector = Some("github".into());
+    let mut result = NewAuditEvent::new(at(20), "tool_result", "carol");
+    result.call_id = Some("call-1".into());
+    result.outcome = Outcome::ToolError;
+    result.bytes_out = Some(4096);
+    result.error = Some("upstream said no".into());
+    result.dlp_findings.insert("email".into(), 2);
+    events.push(call);
+    events.push(result);
+    let mut sign_in = NewAuditEvent::new(at(21), "sign_in", "dave");
+    sign_in.detail = Some("local account".into());
+    events.push(sign_in);
+    store.insert_audit_batch(&events).await.unwrap();
+
+    let search = |f: AuditFilter| {
+        let store = store.clone();
+        async move {
+            let (items, next) = store.search_audit(&f, None, 100).await.unwrap();
+            assert!(next.is_none());
+            items
+        }
+    };
+    let all = search(AuditFilter::default()).await;
+    assert_eq!(all.len(), 12, "tool_result rows fold into their call");
+    assert_eq!(all[0].kind, "sign_in", "newest first");
+    let carol = &all[1];
+    assert_eq!(
+        (carol.outcome, carol.bytes_out, carol.error.as_deref()),
+        (Outcome::ToolError, Some(4096), Some("upstream said no"))
+    );
+    assert_eq!(carol.dlp_findings.get("email"), Some(&2));
+
+    let n = |f: AuditFilter| async { search(f).await.len() };
+    let f = AuditFilter::default;
+    assert_eq!(
+        n(AuditFilter {
+            subject: Some("alice".into()),
+            ..f()
+        })
+        .await,
+        5
+    );
+    assert_eq!(
+        n(AuditFilter {
+            group: Some("Engineering".into()),
+            ..f()
+        })
+        .await,
+        5
+    );
+    assert_eq!(
+        n(AuditFilter {
+            connector: Some("github".into()),
+            tool: Some("delete_branch".into()),
+            ..f()
+        })
+        .await,
+        3
+    );
+    assert_eq!(
+        n(AuditFilter {
+            decision: Some(AuditDecision::Deny),
+            ..f()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        n(AuditFilter {
+            kind: Some("sign_in".into()),
+            ..f()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        n(AuditFilter {
+            kind: Some("tool_result".into()),
+            ..f()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        n(AuditFilter {
+            elevated_only: true,
+            ..f()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        n(AuditFilter {
+            from: Some(at(2)),
+            to: Some(at(5)),
+            ..f()
+        })
+        .await,
+        3,
+        "from inclusive, to exclusive"
+    );
+    // Full text: every word must occur; quotes and operators are plain words.
+    assert_eq!(
+        n(AuditFilter {
+            text: Some("quarterly".into()),
+            ..f()
+        })
+        .await,
+        10
+    );
+    assert_eq!(
+        n(AuditFilter {
+            text: Some("report 7".into()),
+            ..f()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        n(AuditFilter {
+            text: Some("\"OR\" NOT".into()),
+            ..f()
+        })
+        .await,
+        0
+    );
+    assert_eq!(
+        n(AuditFilter {
+            text: Some("upstream".into()),
+            ..f()
+        })
+        .await,
+        1,
+        "a call is found by words of its result"
+    );
+    assert_eq!(
+        n(AuditFilter {
+            text: Some("upstream".into()),
+            kind: Some("tool_result".into()),
+            ..f()
+        })
+        .await,
+        1
+    );
+
+    // Keyset pages of 3 walk the same rows as one big page, without repeats.
+    let mut paged = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (items, next) = store
+            .search_audit(&AuditFilter::default(), cursor, 3)
+            .await
+            .unwrap();
+        paged.extend(items.into_iter().map(|e| e.id));
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(paged, all.iter().map(|e| e.id).collect::<Vec<_>>());
+
+    // Checkpoints: the first check signs the head; tampering with a new-model field is found.
+    let status = store.audit_checkpoint().await.unwrap();
+    assert!(status.ok, "{status:?}");
+    let head = store.audit_head().await.unwrap();
+    assert_eq!(status.checkpoint, Some(head));
+    assert_eq!(store.audit_integrity().await.unwrap(), status);
+    let tampered = all[5].id;
+    store
+        .execute_raw(&format!(
+            "UPDATE audit_events SET args_redacted = '{{}}' WHERE id = {tampered}"
+        ))
+        .await
+        .unwrap();
+    let report = store.verify_audit_chain(None, None).await.unwrap();
+    assert_eq!(report.first_break.map(|b| b.id), Some(tampered));
+    // Restore: all[5] is the sixth newest (sign-in, carol, then i = 9, 8, 7, 6).
+    store
+        .execute_raw(&format!(
+            "UPDATE audit_events SET args_redacted = '{{\"title\":\"quarterly report 6\"}}' WHERE id = {tampered}"
+        ))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .verify_audit_chain(None, None)
+            .await
+            .unwrap()
+            .first_break
+            .is_none()
+    );
+
+    // Deleting the newest events (behind the checkpoint) is found through the checkpoint.
+    let mut later = NewAuditEvent::new(at(30), "sign_in", "erin");
+    later.detail = Some("x".into());
+    store.insert_audit_batch(&[later]).await.unwrap();
+    store
+        .execute_raw(&format!("DELETE FROM audit_events WHERE id >= {head}"))
+        .await
+        .unwrap();
+    let report = store.verify_audit_chain(None, None).await.unwrap();
+    let b = report.first_break.expect("tail deletion found");
+    assert!(b.reason.contains("missing"), "{}", b.reason);
+    let status = store.audit_checkpoint().await.unwrap();
+    assert!(!status.ok, "the dashboard status shows the break");
+    store.close().await;
+
+    // Retention on a fresh log: purge stops at a signed checkpoint and at the SIEM low water.
+    let store = open(
+        &match url.strip_suffix("search.db") {
+            Some(base) => format!("{base}retention.db"),
+            None => toolgate_domain::store::isolated_postgres_url(&postgres_base_url())
+                .await
+                .unwrap(),
+        },
+        &MasterKey::generate(),
+        clock.clone(),
+    )
+    .await;
+    let old: Vec<NewAuditEvent> = (0..6)
+        .map(|i| {
+            let mut e = event("alice", "t", AuditDecision::Allow);
+            e.at = at(i);
+            e
+        })
+        .collect();
+    store.insert_audit_batch(&old).await.unwrap();
+    let first_checkpoint = store.audit_checkpoint().await.unwrap().checkpoint.unwrap();
+    let newer: Vec<NewAuditEvent> = (0..4)
+        .map(|i| {
+            let mut e = event("bob", "t", AuditDecision::Allow);
+            e.at = at(60 * 24 * 40 + i);
+            e
+        })
+        .collect();
+    store.insert_audit_batch(&newer).await.unwrap();
+    store.audit_checkpoint().await.unwrap();
+    let cutoff = at(60 * 24 * 30);
+    // A SIEM sink that has only received the first 3 events holds the purge back entirely.
+    assert_eq!(
+        store
+            .purge_audit(cutoff, first_checkpoint - 3)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.purge_audit(cutoff, i64::MAX).await.unwrap(), 6);
+    let report = store.verify_audit_chain(None, None).await.unwrap();
+    assert_eq!(
+        (report.checked, report.anchored_at, report.first_break),
+        (4, Some(first_checkpoint), None)
+    );
+    // Removing the oldest retained event cannot be hidden behind the checkpoint.
+    store
+        .execute_raw(&format!(
+            "DELETE FROM audit_events WHERE id = (SELECT MIN(id) FROM audit_events)"
+        ))
+        .await
+        .unwrap();
+    let b = store
+        .verify_audit_chain(None, None)
+        .await
+        .unwrap()
+        .first_break
+        .expect("deletion at the start found");
+    assert!(b.reason.contains("deleted"), "{}", b.reason);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn audit_search_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    audit_search_suite(format!("sqlite://{}/search.db", dir.path().display())).await;
+}
+
+#[tokio::test]
+async fn audit_search_on_postgres() {
+    if skip_postgres() {
+        eprintln!("TOOLGATE_TEST_SKIP_POSTGRES=1: skipped");
+        return;
+    }
+    audit_search_suite(
+        toolgate_domain::store::isolated_postgres_url(&postgres_base_url())
+            .await
+            .unwrap(),
+    )
+    .await;
+}

@@ -44,6 +44,8 @@ export default async function globalSetup() {
       TOOLGATE_LISTEN: `127.0.0.1:${port}`,
       TOOLGATE_DATABASE_URL: `sqlite://${data}/tg.db`,
       TOOLGATE_DATA_DIR: data,
+      // Integrity checks every second, so the Audit page shows a verified chain during the test.
+      TOOLGATE_AUDIT_CHECKPOINT_SECS: "1",
       RUST_LOG: process.env.RUST_LOG || 'info',
     };
     await toolgateCli(['migrate'], { env, cwd: dir });

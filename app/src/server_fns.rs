@@ -190,6 +190,14 @@ pub async fn add_connector(
         .await
         .map_err(shown)?;
     tracing::info!(admin = %user.username, connector = %c.name, "connector added from the dashboard");
+    record_change(
+        &ctx,
+        &user.username,
+        "admin.connector.create",
+        None,
+        serde_json::to_value(&c).ok(),
+    )
+    .await;
     changed(&ctx).await;
     Ok(c)
 }
@@ -210,33 +218,60 @@ pub async fn list_groups() -> Result<(Vec<GroupDetail>, Vec<User>, Vec<Connector
 
 #[server(prefix = "/fn", endpoint = "create_group")]
 pub async fn create_group(display_name: String) -> Result<(), ServerFnError> {
-    let (_, ctx) = require_admin().await?;
-    ctx.store
+    let (user, ctx) = require_admin().await?;
+    let g = ctx
+        .store
         .create_group(display_name.trim(), None)
         .await
         .map_err(shown)?;
+    record_change(
+        &ctx,
+        &user.username,
+        "admin.group.create",
+        None,
+        serde_json::to_value(&g).ok(),
+    )
+    .await;
     changed(&ctx).await;
     Ok(())
 }
 
 #[server(prefix = "/fn", endpoint = "add_member")]
 pub async fn add_member(group_id: String, user_id: String) -> Result<(), ServerFnError> {
-    let (_, ctx) = require_admin().await?;
+    let (user, ctx) = require_admin().await?;
     ctx.store
         .add_member(&group_id, &user_id)
         .await
         .map_err(shown)?;
+    let member = serde_json::json!({"group_id": group_id, "user_id": user_id});
+    record_change(
+        &ctx,
+        &user.username,
+        "admin.group.member_add",
+        None,
+        Some(member),
+    )
+    .await;
     changed(&ctx).await;
     Ok(())
 }
 
 #[server(prefix = "/fn", endpoint = "remove_member")]
 pub async fn remove_member(group_id: String, user_id: String) -> Result<(), ServerFnError> {
-    let (_, ctx) = require_admin().await?;
+    let (user, ctx) = require_admin().await?;
     ctx.store
         .remove_member(&group_id, &user_id)
         .await
         .map_err(shown)?;
+    let member = serde_json::json!({"group_id": group_id, "user_id": user_id});
+    record_change(
+        &ctx,
+        &user.username,
+        "admin.group.member_remove",
+        Some(member),
+        None,
+    )
+    .await;
     changed(&ctx).await;
     Ok(())
 }
@@ -250,7 +285,8 @@ pub async fn set_policy(
     block: String,
 ) -> Result<(), ServerFnError> {
     let (user, ctx) = require_admin().await?;
-    ctx.store
+    let policy = ctx
+        .store
         .put_policy(
             &group_id,
             &connector_id,
@@ -259,6 +295,14 @@ pub async fn set_policy(
         )
         .await
         .map_err(shown)?;
+    record_change(
+        &ctx,
+        &user.username,
+        "admin.policy.put",
+        None,
+        serde_json::to_value(&policy).ok(),
+    )
+    .await;
     tracing::info!(admin = %user.username, group = %group_id, connector = %connector_id, "policy changed from the dashboard");
     changed(&ctx).await;
     Ok(())
@@ -559,9 +603,26 @@ pub async fn save_identity(
             auditor: resolve(&auditor_groups)?,
         },
     };
+    let before = toolgate_domain::identity::oidc(&ctx.store)
+        .await
+        .map_err(shown)?
+        .map(|(s, _)| s);
+    let after_roles = input.role_mappings.clone();
     toolgate_domain::identity::update(&ctx.store, input)
         .await
         .map_err(shown)?;
+    let after = toolgate_domain::identity::oidc(&ctx.store)
+        .await
+        .map_err(shown)?
+        .map(|(s, _)| s);
+    record_change(
+        &ctx,
+        &admin.username,
+        "admin.settings.identity",
+        Some(serde_json::json!({ "oidc": before })),
+        Some(serde_json::json!({ "oidc": after, "role_mappings": after_roles })),
+    )
+    .await;
     tracing::info!(admin = %admin.username, "identity settings changed from the dashboard");
     changed(&ctx).await;
     Ok(())
@@ -577,5 +638,13 @@ pub async fn create_scim_token(name: String) -> Result<String, ServerFnError> {
         .await
         .map_err(shown)?;
     tracing::info!(admin = %admin.username, token = %info.id, "SCIM token created from the dashboard");
+    record_change(
+        &ctx,
+        &admin.username,
+        "admin.token.create",
+        None,
+        serde_json::to_value(&info).ok(),
+    )
+    .await;
     Ok(secret)
 }

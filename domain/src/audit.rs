@@ -7,7 +7,7 @@ use crate::{Error, Result};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most events written in one transaction.
-const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 1024;
 /// Queue depth before callers wait (backpressure instead of unbounded memory).
 const QUEUE: usize = 4096;
 

@@ -136,17 +136,17 @@ impl SinkConfig {
     /// trimming text. A field that does not apply to the kind is an error rather than ignored, so
     /// a typo cannot silently send events somewhere else.
     pub fn normalized(self, kind: SinkKind) -> Result<SinkConfig, String> {
-        let trim = |v: Option<String>| {
-            v.map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-        };
+        let trim = |v: Option<String>| v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
         let host = trim(self.host);
         let url = trim(self.url);
         let header_name = trim(self.header_name);
         let ca_pem = trim(self.ca_pem);
         let refuse = |field: &str, given: bool| -> Result<(), String> {
             if given {
-                Err(format!("{field} does not apply to a {} sink", kind.as_str()))
+                Err(format!(
+                    "{field} does not apply to a {} sink",
+                    kind.as_str()
+                ))
             } else {
                 Ok(())
             }
@@ -421,7 +421,9 @@ pub fn validate_host(host: &str) -> Result<(), String> {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     });
     if !ok {
-        return Err(format!("host {host:?} is not a valid host name or IP address"));
+        return Err(format!(
+            "host {host:?} is not a valid host name or IP address"
+        ));
     }
     if is_metadata_host_name(bare) {
         return Err(format!(
@@ -731,10 +733,7 @@ pub fn cef(e: &AuditEvent) -> String {
         }
     };
     push("suid", e.principal_id.as_deref());
-    let ip = e
-        .ip
-        .as_deref()
-        .filter(|ip| ip.parse::<IpAddr>().is_ok());
+    let ip = e.ip.as_deref().filter(|ip| ip.parse::<IpAddr>().is_ok());
     push("src", ip);
     push("requestClientApplication", e.user_agent.as_deref());
     let labelled = [
@@ -763,7 +762,11 @@ pub fn cef(e: &AuditEvent) -> String {
             push(key, Some(&v.to_string()));
         }
     }
-    let msg = e.error.as_deref().or(e.detail.as_deref()).map(|m| shorten(m, 1024));
+    let msg = e
+        .error
+        .as_deref()
+        .or(e.detail.as_deref())
+        .map(|m| shorten(m, 1024));
     push("msg", msg.as_deref());
     let ext = ext
         .iter()
@@ -1003,7 +1006,10 @@ mod tests {
         assert_eq!(cut_message("ab\\\\", 4), "ab\\\\");
         // Small events go out whole.
         let small = syslog_datagram(&event(), &opts(SyslogFormat::Rfc5424), MAX_DATAGRAM);
-        assert_eq!(small, syslog_message(&event(), &opts(SyslogFormat::Rfc5424)));
+        assert_eq!(
+            small,
+            syslog_message(&event(), &opts(SyslogFormat::Rfc5424))
+        );
     }
 
     #[test]
@@ -1034,7 +1040,10 @@ mod tests {
         assert_eq!(n.port, Some(514));
         assert_eq!(n.format, Some(SyslogFormat::Rfc5424));
         assert_eq!(n.facility, Some(DEFAULT_FACILITY));
-        assert_eq!(n.target(SinkKind::SyslogTcp), "tcp://siem.corp:514 (rfc5424)");
+        assert_eq!(
+            n.target(SinkKind::SyslogTcp),
+            "tcp://siem.corp:514 (rfc5424)"
+        );
         let tls = SinkConfig {
             tls: true,
             ..syslog.clone()

@@ -303,7 +303,7 @@ test('disabling alice by SCIM ends her session at once', async ({ page }) => {
 });
 
 test('the audit log has the OIDC sign-ins and the refusals', async () => {
-  const { items } = await api('GET', '/audit?limit=50', undefined, 200);
+  const { items } = await api('GET', '/audit?limit=1000', undefined, 200);
   const has = (kind, principal) => items.some((e) => e.kind === kind && e.principal === principal);
   const summary = JSON.stringify(items.map((e) => [e.kind, e.principal, e.decision]));
   expect(has('signin.oidc', people.alice.upn), summary).toBe(true);

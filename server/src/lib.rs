@@ -66,6 +66,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .create_admin(&args.username, &password)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let event = toolgate_domain::store::NewAuditEvent::change(
+                store.clock().now(),
+                "admin.account.create",
+                "cli",
+                "system",
+                None,
+                Some(serde_json::json!({ "username": account.username })),
+            );
+            store
+                .insert_audit_batch(&[event])
+                .await
+                .map_err(|e| anyhow::anyhow!("account created but not audited: {e}"))?;
             store.close().await;
             println!("created administrator {}", account.username);
             Ok(())
@@ -74,8 +86,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: AuditCommand::Verify(args),
         } => {
             let store = open_store(&config).await?;
+            let started = std::time::Instant::now();
+            let last_note = std::sync::atomic::AtomicU64::new(0);
             let report = store
-                .verify_audit_chain(args.from, args.to)
+                .verify_audit_chain_with(args.from, args.to, |checked| {
+                    // Progress on stderr every 100,000 events; stdout keeps the verdict only.
+                    if checked / 100_000 > last_note.load(std::sync::atomic::Ordering::Relaxed) {
+                        last_note.store(checked / 100_000, std::sync::atomic::Ordering::Relaxed);
+                        eprintln!(
+                            "  {checked} events verified ({:.0} s)",
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                })
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             store.close().await;
@@ -121,6 +144,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .create_token(kind, &args.name, None)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // Made on the server's console: recorded like any other token change.
+            let event = toolgate_domain::store::NewAuditEvent::change(
+                store.clock().now(),
+                "admin.token.create",
+                "cli",
+                "system",
+                None,
+                serde_json::to_value(&info).ok(),
+            );
+            store
+                .insert_audit_batch(&[event])
+                .await
+                .map_err(|e| anyhow::anyhow!("token created but not audited: {e}"))?;
             store.close().await;
             eprintln!(
                 "created {} token {:?} ({}); it is shown once:",

@@ -10,6 +10,10 @@ use std::collections::{BTreeMap, HashMap};
 
 /// The hash scheme new events are written with.
 const CHAIN_VERSION: i64 = 2;
+/// Columns written per event, and events per INSERT statement (30 x 32 = 960 bind values, well
+/// under SQLite's and PostgreSQL's limits).
+const INSERT_COLUMNS: usize = 30;
+const ROWS_PER_INSERT: usize = 32;
 /// Arguments kept in an event are cut at this many bytes (the hash covers them whole).
 pub const MAX_ARGS_BYTES: usize = 8 * 1024;
 
@@ -254,81 +258,85 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let mut prev = last.map(|(h,)| h).unwrap_or_default();
-        for e in events {
-            let dlp = (!e.dlp_findings.is_empty())
-                .then(|| serde_json::to_string(&e.dlp_findings).unwrap_or_default());
-            let canon = Canonical {
-                at: to_millis(e.at),
-                kind: &e.kind,
-                principal: &e.principal,
-                principal_id: e.principal_id.as_deref(),
-                subject_kind: e.subject_kind.as_deref(),
-                client_name: e.client_name.as_deref(),
-                client_id: e.client_id.as_deref(),
-                session_id: e.session_id.as_deref(),
-                ip: e.ip.as_deref(),
-                user_agent: e.user_agent.as_deref(),
-                connector: e.connector.as_deref(),
-                tool: e.tool.as_deref(),
-                decision: e.decision.as_str(),
-                rule: e.rule.as_deref(),
-                outcome: e.outcome.as_str(),
-                latency_us: e.latency_us,
-                error: e.error.as_deref(),
-                request_id: e.request_id.as_deref(),
-                call_id: e.call_id.as_deref(),
-                args_redacted: e.args_redacted.as_deref(),
-                args_hash: e.args_hash.as_deref(),
-                elevation_id: e.elevation_id.as_deref(),
-                approval_id: e.approval_id.as_deref(),
-                bytes_in: e.bytes_in,
-                bytes_out: e.bytes_out,
-                dlp_findings: dlp.as_deref(),
-                detail: e.detail.as_deref(),
-            };
+        // Hash every event in order first, then write them with multi-row INSERTs: on SQLite each
+        // statement is a hop to the connection's thread, so rows per statement is what counts.
+        let dlp: Vec<Option<String>> = events
+            .iter()
+            .map(|e| {
+                (!e.dlp_findings.is_empty())
+                    .then(|| serde_json::to_string(&e.dlp_findings).unwrap_or_default())
+            })
+            .collect();
+        let mut rows: Vec<(Canonical<'_>, String, String)> = Vec::with_capacity(events.len());
+        for (e, dlp) in events.iter().zip(&dlp) {
+            let canon = Canonical::of(e, dlp.as_deref());
             let hash = canon.hash(CHAIN_VERSION, &prev);
-            sqlx::query(
+            rows.push((canon, std::mem::replace(&mut prev, hash.clone()), hash));
+        }
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let mut sql = String::with_capacity(256 + chunk.len() * 200);
+            sql.push_str(
                 "INSERT INTO audit_events (at, kind, principal, principal_id, subject_kind,
                     client_name, client_id, session_id, ip, user_agent, connector, tool, decision,
                     rule, outcome, latency_us, error, request_id, call_id, args_redacted, args_hash,
                     elevation_id, approval_id, bytes_in, bytes_out, dlp_findings, detail,
-                    prev_hash, hash, chain_v)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                    $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)",
-            )
-            .bind(canon.at)
-            .bind(canon.kind)
-            .bind(canon.principal)
-            .bind(canon.principal_id)
-            .bind(canon.subject_kind)
-            .bind(canon.client_name)
-            .bind(canon.client_id)
-            .bind(canon.session_id)
-            .bind(canon.ip)
-            .bind(canon.user_agent)
-            .bind(canon.connector)
-            .bind(canon.tool)
-            .bind(canon.decision)
-            .bind(canon.rule)
-            .bind(canon.outcome)
-            .bind(canon.latency_us)
-            .bind(canon.error)
-            .bind(canon.request_id)
-            .bind(canon.call_id)
-            .bind(canon.args_redacted)
-            .bind(canon.args_hash)
-            .bind(canon.elevation_id)
-            .bind(canon.approval_id)
-            .bind(canon.bytes_in)
-            .bind(canon.bytes_out)
-            .bind(canon.dlp_findings)
-            .bind(canon.detail)
-            .bind(&prev)
-            .bind(&hash)
-            .bind(CHAIN_VERSION)
-            .execute(&mut *tx)
-            .await?;
-            prev = hash;
+                    prev_hash, hash, chain_v) VALUES ",
+            );
+            for r in 0..chunk.len() {
+                if r > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push('(');
+                for c in 0..INSERT_COLUMNS {
+                    if c > 0 {
+                        sql.push_str(", ");
+                    }
+                    // SQLite looks `$n` names up one by one (quadratic in a long statement);
+                    // plain positional `?` costs nothing. PostgreSQL needs `$n`.
+                    match self.backend {
+                        Backend::Sqlite => sql.push('?'),
+                        Backend::Postgres => {
+                            sql.push_str(&format!("${}", r * INSERT_COLUMNS + c + 1))
+                        }
+                    }
+                }
+                sql.push(')');
+            }
+            let mut q = sqlx::query(&sql);
+            for (c, prev, hash) in chunk {
+                q = q
+                    .bind(c.at)
+                    .bind(c.kind)
+                    .bind(c.principal)
+                    .bind(c.principal_id)
+                    .bind(c.subject_kind)
+                    .bind(c.client_name)
+                    .bind(c.client_id)
+                    .bind(c.session_id)
+                    .bind(c.ip)
+                    .bind(c.user_agent)
+                    .bind(c.connector)
+                    .bind(c.tool)
+                    .bind(c.decision)
+                    .bind(c.rule)
+                    .bind(c.outcome)
+                    .bind(c.latency_us)
+                    .bind(c.error)
+                    .bind(c.request_id)
+                    .bind(c.call_id)
+                    .bind(c.args_redacted)
+                    .bind(c.args_hash)
+                    .bind(c.elevation_id)
+                    .bind(c.approval_id)
+                    .bind(c.bytes_in)
+                    .bind(c.bytes_out)
+                    .bind(c.dlp_findings)
+                    .bind(c.detail)
+                    .bind(prev.as_str())
+                    .bind(hash.as_str())
+                    .bind(CHAIN_VERSION);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -343,6 +351,17 @@ impl Store {
         &self,
         from: Option<i64>,
         to: Option<i64>,
+    ) -> Result<ChainReport> {
+        self.verify_audit_chain_with(from, to, |_| {}).await
+    }
+
+    /// `verify_audit_chain`, calling `progress` with the number of events checked after every
+    /// batch (for long checks on the console).
+    pub async fn verify_audit_chain_with(
+        &self,
+        from: Option<i64>,
+        to: Option<i64>,
+        progress: impl Fn(u64),
     ) -> Result<ChainReport> {
         let mut report = ChainReport::default();
         let last = to.unwrap_or(i64::MAX);
@@ -434,6 +453,7 @@ impl Store {
                 report.last_hash = Some(hash.clone());
                 expected = Some(hash.clone());
             }
+            progress(report.checked);
             if next_id > last {
                 break;
             }
@@ -945,7 +965,39 @@ struct Canonical<'a> {
     detail: Option<&'a str>,
 }
 
-impl Canonical<'_> {
+impl<'a> Canonical<'a> {
+    fn of(e: &'a NewAuditEvent, dlp_findings: Option<&'a str>) -> Self {
+        Canonical {
+            at: to_millis(e.at),
+            kind: &e.kind,
+            principal: &e.principal,
+            principal_id: e.principal_id.as_deref(),
+            subject_kind: e.subject_kind.as_deref(),
+            client_name: e.client_name.as_deref(),
+            client_id: e.client_id.as_deref(),
+            session_id: e.session_id.as_deref(),
+            ip: e.ip.as_deref(),
+            user_agent: e.user_agent.as_deref(),
+            connector: e.connector.as_deref(),
+            tool: e.tool.as_deref(),
+            decision: e.decision.as_str(),
+            rule: e.rule.as_deref(),
+            outcome: e.outcome.as_str(),
+            latency_us: e.latency_us,
+            error: e.error.as_deref(),
+            request_id: e.request_id.as_deref(),
+            call_id: e.call_id.as_deref(),
+            args_redacted: e.args_redacted.as_deref(),
+            args_hash: e.args_hash.as_deref(),
+            elevation_id: e.elevation_id.as_deref(),
+            approval_id: e.approval_id.as_deref(),
+            bytes_in: e.bytes_in,
+            bytes_out: e.bytes_out,
+            dlp_findings,
+            detail: e.detail.as_deref(),
+        }
+    }
+
     /// SHA-256 (hex) over a version tag, the previous hash and the fields as a JSON array.
     /// Version 1 (events written before the full event model) covers the original fields.
     fn hash(&self, version: i64, prev: &str) -> String {

@@ -75,7 +75,10 @@ impl Store {
     pub async fn create_siem_sink(&self, input: NewSink) -> Result<SiemSink> {
         let name = input.name.trim().to_string();
         validate_sink_name(&name).map_err(Error::Invalid)?;
-        let config = input.config.normalized(input.kind).map_err(Error::Invalid)?;
+        let config = input
+            .config
+            .normalized(input.kind)
+            .map_err(Error::Invalid)?;
         let secret = input.secret.filter(|s| !s.is_empty());
         validate_secret(input.kind, secret.as_deref()).map_err(Error::Invalid)?;
         let id = new_id();
@@ -136,10 +139,7 @@ impl Store {
     }
 
     /// A sink with its decrypted secret, for the transports only.
-    pub async fn siem_sink_with_secret(
-        &self,
-        id: &str,
-    ) -> Result<(SiemSink, Option<SinkSecret>)> {
+    pub async fn siem_sink_with_secret(&self, id: &str) -> Result<(SiemSink, Option<SinkSecret>)> {
         let head = self.audit_head().await?;
         let (sink, sealed) = self.sink_row(id).await?.into_view(head)?;
         let secret = self.open_sink_secret(&sink.id, sealed.as_deref())?;
@@ -241,22 +241,25 @@ impl Store {
         Ok(sink)
     }
 
-    /// Takes (or renews) the delivery lease of an enabled sink for `ttl_ms`: true when `owner`
-    /// holds it now. Free, held by `owner`, or expired leases can be taken.
-    pub async fn siem_take_lease(&self, id: &str, owner: &str, ttl_ms: i64) -> Result<bool> {
+    /// Takes (or renews) the delivery lease of an enabled sink for `ttl_ms`. Returns the sink's
+    /// cursor as of taking it when `owner` holds the lease now (deliver from there, not from an
+    /// older read: another replica may have moved it), `None` when another replica holds it.
+    /// Free, held by `owner`, or expired leases can be taken.
+    pub async fn siem_take_lease(&self, id: &str, owner: &str, ttl_ms: i64) -> Result<Option<i64>> {
         let now = self.now_ms();
-        let done = sqlx::query(
+        let row: Option<(i64,)> = sqlx::query_as(
             "UPDATE siem_sinks SET lease_owner = $1, lease_until = $2
              WHERE id = $3 AND enabled = 1
-               AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until IS NULL OR lease_until < $4)",
+               AND (lease_owner IS NULL OR lease_owner = $1 OR lease_until IS NULL OR lease_until < $4)
+             RETURNING cursor",
         )
         .bind(owner)
         .bind(now.saturating_add(ttl_ms))
         .bind(id)
         .bind(now)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(row.map(|(cursor,)| cursor))
     }
 
     /// Gives up a lease `owner` holds (nothing when it does not).

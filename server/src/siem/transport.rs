@@ -63,7 +63,9 @@ impl Transport {
                 .host
                 .clone()
                 .ok_or_else(|| format!("{what} sink without a host"))?;
-            let port = c.port.ok_or_else(|| format!("{what} sink without a port"))?;
+            let port = c
+                .port
+                .ok_or_else(|| format!("{what} sink without a port"))?;
             let opts = SyslogOptions {
                 hostname: hostname(),
                 facility: c
@@ -100,7 +102,9 @@ impl Transport {
                     socket: None,
                 }))
             }
-            SinkKind::SplunkHec | SinkKind::Webhook => HttpSink::new(sink, secret).map(Transport::Http),
+            SinkKind::SplunkHec | SinkKind::Webhook => {
+                HttpSink::new(sink, secret).map(Transport::Http)
+            }
         }
     }
 
@@ -110,6 +114,17 @@ impl Transport {
             Transport::Tcp(t) => t.send(events).await,
             Transport::Udp(u) => u.send(events).await,
             Transport::Http(h) => h.send(events).await,
+        }
+    }
+
+    /// Closes a kept connection politely (TLS `close_notify`, TCP FIN).
+    pub(crate) async fn close(self) {
+        if let Transport::Tcp(TcpSink {
+            conn: Some(mut conn),
+            ..
+        }) = self
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.shutdown()).await;
         }
     }
 }
@@ -122,13 +137,10 @@ pub fn check_config(c: &SinkConfig) -> Result<(), String> {
     }
     if let Some(url) = &c.url {
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("url is not valid: {e}"))?;
-        let ip = match parsed.host() {
-            Some(url::Host::Ipv4(v4)) => Some(std::net::IpAddr::V4(v4)),
-            Some(url::Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
-            Some(url::Host::Domain(_)) => None,
-            None => return Err("url must name a host".into()),
-        };
-        if ip.is_some_and(is_metadata_ip) {
+        // The parser writes every IPv4 form (decimal, hex, octal) as dotted quads.
+        let host = parsed.host_str().ok_or("url must name a host")?;
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if bare.parse::<std::net::IpAddr>().is_ok_and(is_metadata_ip) {
             return Err("url points at a cloud metadata address, which is refused".into());
         }
     }
@@ -200,9 +212,7 @@ fn tls_connector(ca_pem: Option<&str>) -> Result<TlsConnector, String> {
         None => {
             let (added, _) = roots.add_parsable_certificates(native_roots().iter().cloned());
             if added == 0 {
-                return Err(
-                    "no trusted CA certificates found on this system; set ca_pem".into(),
-                );
+                return Err("no trusted CA certificates found on this system; set ca_pem".into());
             }
         }
     }
@@ -218,14 +228,12 @@ fn tls_connector(ca_pem: Option<&str>) -> Result<TlsConnector, String> {
 /// The addresses `host:port` resolves to, without metadata addresses (refused when that leaves
 /// none).
 async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
-    let found: Vec<SocketAddr> = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        tokio::net::lookup_host((host, port)),
-    )
-    .await
-    .map_err(|_| format!("resolving {host} timed out"))?
-    .map_err(|e| format!("cannot resolve {host}: {e}"))?
-    .collect();
+    let found: Vec<SocketAddr> =
+        tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, port)))
+            .await
+            .map_err(|_| format!("resolving {host} timed out"))?
+            .map_err(|e| format!("cannot resolve {host}: {e}"))?
+            .collect();
     let allowed: Vec<SocketAddr> = found
         .iter()
         .copied()
@@ -241,8 +249,8 @@ async fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
     Ok(allowed)
 }
 
-trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+trait Stream: AsyncRead + AsyncWrite + Send + Sync + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> Stream for T {}
 
 /// Syslog over TCP, optionally TLS; one connection kept open between batches.
 pub(crate) struct TcpSink {
@@ -387,7 +395,9 @@ impl UdpSink {
             let sent = tokio::time::timeout(REQUEST_TIMEOUT, socket.send(msg.as_bytes())).await;
             let error = match sent {
                 Ok(Ok(_)) => continue,
-                Ok(Err(err)) => format!("sending to udp://{}:{} failed: {err}", self.host, self.port),
+                Ok(Err(err)) => {
+                    format!("sending to udp://{}:{} failed: {err}", self.host, self.port)
+                }
                 Err(_) => format!("sending to udp://{}:{} timed out", self.host, self.port),
             };
             self.socket = None;

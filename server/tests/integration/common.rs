@@ -201,6 +201,9 @@ impl TestApp {
     }
 }
 
+/// The User-Agent the tests' MCP clients send.
+pub const TEST_USER_AGENT: &str = "toolgate-tests/1";
+
 /// An MCP client over streamable HTTP.
 pub async fn mcp_client(
     url: &str,
@@ -210,7 +213,11 @@ pub async fn mcp_client(
     if let Some(t) = token {
         cfg = cfg.auth_header(t);
     }
-    let transport = StreamableHttpClientTransport::with_client(reqwest::Client::new(), cfg);
+    let http = reqwest::Client::builder()
+        .user_agent(TEST_USER_AGENT)
+        .build()
+        .expect("http client");
+    let transport = StreamableHttpClientTransport::with_client(http, cfg);
     ().serve(transport).await.map_err(Box::new)
 }
 

@@ -60,13 +60,13 @@ fn event(i: u64) -> NewAuditEvent {
         tool: Some(
             ["create_issue", "get_file", "search", "update_record"][(i % 7 % 4) as usize].into(),
         ),
-        decision: if i % 23 == 0 {
+        decision: if i.is_multiple_of(23) {
             AuditDecision::Deny
         } else {
             AuditDecision::Allow
         },
         rule: Some("group Engineering allows github: create_*".into()),
-        outcome: if i % 23 == 0 {
+        outcome: if i.is_multiple_of(23) {
             Outcome::Denied
         } else {
             Outcome::Forwarded

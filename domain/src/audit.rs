@@ -42,12 +42,13 @@ impl AuditSink {
 async fn writer(store: Store, mut rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let events: Vec<NewAuditEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
+        let (events, waiting): (Vec<NewAuditEvent>, Vec<oneshot::Sender<Result<()>>>) =
+            batch.drain(..).unzip();
         let result = store.insert_audit_batch(&events).await;
         if let Err(e) = &result {
             tracing::error!(error = %e, events = events.len(), "audit batch not written; calls refused");
         }
-        for (_, done) in batch.drain(..) {
+        for done in waiting {
             let r = match &result {
                 Ok(()) => Ok(()),
                 Err(_) => Err(Error::AuditUnavailable),

@@ -785,12 +785,9 @@ pub fn cef(e: &AuditEvent) -> String {
 /// One Splunk HEC event object:
 /// `{"time": <epoch seconds>, "host": …, "source": "toolgate", "sourcetype": "toolgate:audit", "event": {…}}`.
 pub fn hec_event(e: &AuditEvent, host: &str) -> String {
-    let event = serde_json::to_value(e).unwrap_or_else(|_| serde_json::Value::Null);
-    let event = if event.is_null() {
-        serde_json::json!({"id": e.id, "kind": e.kind})
-    } else {
-        event
-    };
+    // Serializing this struct cannot fail (string keys, finite numbers); keep the id if it did.
+    let event =
+        serde_json::to_value(e).unwrap_or_else(|_| serde_json::json!({"id": e.id, "kind": e.kind}));
     serde_json::json!({
         "time": e.at.timestamp_millis() as f64 / 1000.0,
         "host": host,

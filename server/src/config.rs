@@ -45,6 +45,10 @@ pub struct Config {
     pub audit_retention_days: u32,
     /// Seconds between audit integrity checks (each signs a checkpoint at the chain's head).
     pub audit_checkpoint_secs: u64,
+    /// SQLite only: `full` (default) flushes every commit to disk, so nothing acknowledged is
+    /// lost even on power loss; `normal` survives a process crash but may lose the last commits
+    /// on power loss, for about half the commit latency.
+    pub sqlite_synchronous: String,
 }
 
 impl Default for Config {
@@ -62,6 +66,7 @@ impl Default for Config {
             audit_fail_open: false,
             audit_retention_days: 0,
             audit_checkpoint_secs: 60,
+            sqlite_synchronous: "full".into(),
         }
     }
 }
@@ -138,12 +143,24 @@ impl Config {
                 .parse()
                 .context("TOOLGATE_AUDIT_RETENTION_DAYS must be a whole number")?;
         }
+        if let Some(v) = get("TOOLGATE_SQLITE_SYNCHRONOUS") {
+            self.sqlite_synchronous = v;
+        }
         if let Some(v) = get("TOOLGATE_AUDIT_CHECKPOINT_SECS") {
             self.audit_checkpoint_secs = v
                 .parse()
                 .context("TOOLGATE_AUDIT_CHECKPOINT_SECS must be a whole number")?;
         }
         Ok(())
+    }
+
+    /// The SQLite durability the config asks for.
+    pub fn sqlite_sync(&self) -> anyhow::Result<toolgate_domain::store::SqliteSync> {
+        match self.sqlite_synchronous.as_str() {
+            "full" => Ok(toolgate_domain::store::SqliteSync::Full),
+            "normal" => Ok(toolgate_domain::store::SqliteSync::Normal),
+            other => bail!("sqlite_synchronous must be full or normal, got {other:?}"),
+        }
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -163,6 +180,7 @@ impl Config {
         if !(1..=24 * 30).contains(&self.session_ttl_hours) {
             bail!("session_ttl_hours must be 1-720");
         }
+        self.sqlite_sync()?;
         if !(1..=86_400).contains(&self.audit_checkpoint_secs) {
             bail!("audit_checkpoint_secs must be 1-86400");
         }
@@ -248,5 +266,33 @@ mod tests {
         assert!(Config::load(None, env(&[("TOOLGATE_DATABASE_URL", "mysql://x")])).is_err());
         assert!(Config::load(None, env(&[("TOOLGATE_LOG_FORMAT", "xml")])).is_err());
         assert!(Config::load(None, env(&[("TOOLGATE_PUBLIC_URL", "ftp://x")])).is_err());
+        assert!(Config::load(None, env(&[("TOOLGATE_AUDIT_FAIL_OPEN", "maybe")])).is_err());
+        assert!(Config::load(None, env(&[("TOOLGATE_SQLITE_SYNCHRONOUS", "off")])).is_err());
+        assert!(Config::load(None, env(&[("TOOLGATE_AUDIT_CHECKPOINT_SECS", "0")])).is_err());
+    }
+
+    #[test]
+    fn audit_settings_from_env() {
+        let cfg = Config::load(
+            None,
+            env(&[
+                ("TOOLGATE_AUDIT_FAIL_OPEN", "true"),
+                ("TOOLGATE_AUDIT_RETENTION_DAYS", "400"),
+                ("TOOLGATE_SQLITE_SYNCHRONOUS", "normal"),
+            ]),
+        )
+        .unwrap();
+        assert!(cfg.audit_fail_open);
+        assert_eq!(cfg.audit_retention_days, 400);
+        assert_eq!(
+            cfg.sqlite_sync().unwrap(),
+            toolgate_domain::store::SqliteSync::Normal
+        );
+        let defaults = Config::load(None, env(&[])).unwrap();
+        assert!(!defaults.audit_fail_open, "fail closed by default");
+        assert_eq!(
+            defaults.sqlite_sync().unwrap(),
+            toolgate_domain::store::SqliteSync::Full
+        );
     }
 }

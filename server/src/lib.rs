@@ -235,9 +235,14 @@ fn write_private(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let key = resolve_master_key(config)?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let store = Store::connect(&config.database_url, key.cipher(), clock)
-        .await
-        .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;
+    let store = Store::connect_with(
+        &config.database_url,
+        key.cipher(),
+        clock,
+        config.sqlite_sync()?,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;
     store.migrate().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(store)
 }
@@ -302,6 +307,7 @@ pub async fn build_state(
         config.audit_retention_days,
     ));
     let scim_log = scim::ScimLog::start(store.clone());
+    let siem = siem::spawn(store.clone(), uuid::Uuid::new_v4().to_string());
     let upstreams = Arc::new(mcp::upstream::Upstreams::new(Duration::from_secs(
         config.upstream_timeout_secs,
     )));
@@ -315,6 +321,7 @@ pub async fn build_state(
         metrics: telemetry::metrics_handle(),
         scim_log,
         oidc: Arc::new(oidc::OidcRuntime::default()),
+        siem,
     })
 }
 
@@ -356,6 +363,7 @@ impl RunningServer {
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        self.state.siem.stop().await;
         self.state.store.close().await;
     }
 }

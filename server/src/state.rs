@@ -21,5 +21,7 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub scim_log: crate::scim::ScimLog,
     pub oidc: Arc<crate::oidc::OidcRuntime>,
+    /// Delivers the audit log to the SIEM sinks.
+    pub siem: crate::siem::SiemWorker,
     pub leptos_options: LeptosOptions,
 }

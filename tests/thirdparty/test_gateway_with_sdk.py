@@ -3,6 +3,8 @@ against the real binary relaying the reference server ``server-everything``."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from datetime import datetime
 
@@ -200,7 +202,7 @@ def test_audit_shows_the_allowed_and_the_denied_call(world: World) -> None:
     call_tool(world.gw.mcp_url, world.tokens["alice"], exposed(world, "echo"), {"message": marker})
     refused(world, "alice", exposed(world, DENIED))
 
-    page = world.gw.api("GET", "/api/v1/audit?limit=20", 200)
+    page = world.gw.api("GET", "/api/v1/audit?limit=20&kind=tool_call", 200)
     mine = [e for e in page["items"] if e["principal"] == "alice"]
     assert len(mine) >= 2, page
     deny, allow = mine[0], mine[1]  # newest first: the denied call came last
@@ -218,6 +220,19 @@ def test_audit_shows_the_allowed_and_the_denied_call(world: World) -> None:
     assert datetime.fromisoformat(allow["at"].replace("Z", "+00:00")) <= datetime.fromisoformat(
         deny["at"].replace("Z", "+00:00")
     )
+    # Who called from where, and what was sent (hashed as sent, kept redacted and searchable).
+    assert allow["client_name"].startswith("mcp"), allow  # the SDK's default clientInfo
+    assert allow["user_agent"], allow
+    assert allow["ip"] == "127.0.0.1"
+    sent = json.dumps({"message": marker}, separators=(",", ":")).encode()
+    assert allow["args_hash"] == hashlib.sha256(sent).hexdigest()
+    found = world.gw.api("GET", f"/api/v1/audit?q={marker}", 200)["items"]
+    assert [e["id"] for e in found] == [allow["id"]], found
+    with world.gw.admin() as c:
+        r = c.get("/api/v1/audit/export", params={"format": "jsonl", "subject": "alice", "q": marker})
+    assert r.status_code == 200
+    lines = [json.loads(line) for line in r.text.splitlines()]
+    assert [e["id"] for e in lines] == [allow["id"]]
 
 
 def test_audit_api_requires_the_admin_token(world: World) -> None:
@@ -249,7 +264,7 @@ def test_an_unreachable_connector_hides_nothing_else_and_its_calls_fail_audited(
         call_tool(gw.mcp_url, token, "dead__echo", {"message": "x"})
     assert "dead__echo" in info.value.message, info.value.message
 
-    latest = gw.api("GET", "/api/v1/audit?limit=1", 200)["items"][0]
+    latest = gw.api("GET", "/api/v1/audit?limit=1&kind=tool_call", 200)["items"][0]
     assert (latest["principal"], latest["connector"], latest["tool"]) == ("erin", "dead", "echo")
     assert latest["decision"] == "allow"
     assert latest["outcome"] == "upstream_error"

@@ -100,5 +100,6 @@ pub fn SettingsPage() -> impl IntoView {
         {action_error(save)}
         {action_error(create_token)}
         <super::dlp::DlpSection />
+        <super::siem::SiemSettings />
     }
 }

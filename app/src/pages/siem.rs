@@ -11,7 +11,7 @@ use leptos::prelude::*;
 use toolgate_domain::siem::{SiemSink, SinkKind, SinkTestResult};
 
 #[cfg(feature = "ssr")]
-pub use hooks::{SiemHooks, TestFuture};
+pub use hooks::{CheckConfig, SendTest, SiemHooks, TestFuture};
 
 #[cfg(feature = "ssr")]
 mod hooks {
@@ -23,13 +23,16 @@ mod hooks {
     /// The future of a test send: the result, or an error for the dashboard user.
     pub type TestFuture = Pin<Box<dyn Future<Output = Result<SinkTestResult, String>> + Send>>;
 
+    /// Sends a test event to sink `id` on behalf of `who` (and audits it).
+    pub type SendTest = Arc<dyn Fn(String, String) -> TestFuture + Send + Sync>;
+    /// Checks what only the server can (CA certificates, URL host forms).
+    pub type CheckConfig = Arc<dyn Fn(&SinkConfig) -> Result<(), String> + Send + Sync>;
+
     /// What the SIEM server functions need from the server, provided as Leptos context.
     #[derive(Clone)]
     pub struct SiemHooks {
-        /// Sends a test event to sink `id` on behalf of `who` (and audits it).
-        pub send_test: Arc<dyn Fn(String, String) -> TestFuture + Send + Sync>,
-        /// Checks what only the server can (CA certificates, URL host forms).
-        pub check_config: Arc<dyn Fn(&SinkConfig) -> Result<(), String> + Send + Sync>,
+        pub send_test: SendTest,
+        pub check_config: CheckConfig,
     }
 
     impl std::fmt::Debug for SiemHooks {

@@ -615,8 +615,10 @@ impl Store {
     /// 1..=1001 (callers ask for one extra row to learn whether another page follows).
     pub async fn list_audit(&self, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
         let limit = q.limit.clamp(1, 1001);
-        let mut sql = Sql::default();
-        sql.text = format!("SELECT {COLUMNS} FROM audit_events");
+        let mut sql = Sql {
+            text: format!("SELECT {COLUMNS} FROM audit_events"),
+            ..Default::default()
+        };
         if let Some(b) = q.before_id {
             let p = sql.arg(Arg::I(b));
             sql.text.push_str(&format!(" WHERE id < {p}"));

@@ -135,7 +135,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
-            .ok_or(Error::NotFound("SIEM sink".into()))
+            .ok_or(Error::NotFound("SIEM sink"))
     }
 
     /// A sink with its decrypted secret, for the transports only.
@@ -184,7 +184,7 @@ impl Store {
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?
-            .ok_or(Error::NotFound("SIEM sink".into()))?;
+            .ok_or(Error::NotFound("SIEM sink"))?;
         let (current, sealed) = row.into_view(0)?;
         let name = match change.name {
             Some(n) => {
@@ -236,7 +236,7 @@ impl Store {
             .execute(&self.pool)
             .await?;
         if done.rows_affected() == 0 {
-            return Err(Error::NotFound("SIEM sink".into()));
+            return Err(Error::NotFound("SIEM sink"));
         }
         Ok(sink)
     }

@@ -38,6 +38,8 @@ pub use directory::{CreateGroup, CreateToken, CreateUser, PutPolicy, TokenCreate
         settings::put_identity,
         settings::get_dlp,
         settings::put_dlp,
+        crate::siem::api::list_sinks, crate::siem::api::create_sink, crate::siem::api::get_sink,
+        crate::siem::api::update_sink, crate::siem::api::delete_sink, crate::siem::api::test_sink,
     ),
     components(schemas(
         toolgate_domain::model::Connector,
@@ -53,6 +55,10 @@ pub use directory::{CreateGroup, CreateToken, CreateUser, PutPolicy, TokenCreate
         toolgate_domain::model::AuditIntegrity,
         toolgate_domain::dlp::DlpSettings, toolgate_domain::dlp::DlpAction,
         toolgate_domain::dlp::CustomDetector,
+        toolgate_domain::siem::SiemSink, toolgate_domain::siem::SinkKind,
+        toolgate_domain::siem::SinkConfig, toolgate_domain::siem::SyslogFormat,
+        toolgate_domain::siem::NewSink, toolgate_domain::siem::SinkUpdate,
+        toolgate_domain::siem::SinkTestResult,
         settings::IdentitySettingsView, toolgate_domain::model::IdentitySettingsInput,
         toolgate_domain::model::OidcInput,
         toolgate_domain::model::OidcSettings, toolgate_domain::model::OidcMatch,
@@ -128,6 +134,7 @@ pub fn router() -> Router<AppState> {
             "/settings/dlp",
             get(settings::get_dlp).put(settings::put_dlp),
         )
+        .merge(crate::siem::api_router())
         .fallback(api_not_found)
         .method_not_allowed_fallback(api_method_not_allowed)
 }

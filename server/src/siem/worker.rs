@@ -26,6 +26,8 @@ const LEASE_MS: i64 = 30_000;
 const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 /// Pause between rounds when no sink has a full batch waiting.
 const POLL: Duration = Duration::from_millis(500);
+/// Pause after a round failed on the database.
+const DB_RETRY: Duration = Duration::from_secs(5);
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
@@ -112,23 +114,23 @@ async fn run(store: Store, owner: String, inner: Arc<Inner>) {
         if inner.stop.is_cancelled() || store.is_closed() {
             break;
         }
-        let busy = match round(&store, &owner, &mut states, &mut lag_labels, &inner.stop).await {
-            Ok(busy) => busy,
+        let pause = match round(&store, &owner, &mut states, &mut lag_labels, &inner.stop).await {
+            Ok(true) => continue,
+            Ok(false) => POLL,
             Err(e) if store.is_closed() => {
                 tracing::debug!(error = %e, "store closed; SIEM delivery ends");
                 break;
             }
             Err(e) => {
+                // The database is unreachable: events wait in the log; try again a little later.
                 tracing::warn!(error = %e, "SIEM delivery round failed");
-                false
+                DB_RETRY
             }
         };
-        if !busy {
-            tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
-                _ = inner.wake.notified() => {}
-                _ = inner.stop.cancelled() => {}
-            }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = inner.wake.notified() => {}
+            _ = inner.stop.cancelled() => {}
         }
     }
     if !store.is_closed()
@@ -165,6 +167,12 @@ async fn round(
             continue;
         }
         let state = states.entry(sink.id.clone()).or_insert_with(SinkState::new);
+        let fp = fingerprint(&sink, secret.as_ref().ok().and_then(Option::as_ref));
+        if state.fingerprint != fp {
+            // New or changed: a fresh transport, and no waiting out an old backoff.
+            *state = SinkState::new();
+            state.fingerprint = fp;
+        }
         if state.retry_at.is_some_and(|t| Instant::now() < t) {
             continue;
         }
@@ -207,11 +215,6 @@ async fn deliver(
             return Ok(false);
         }
     };
-    let fp = fingerprint(sink, secret.as_ref());
-    if state.fingerprint != fp {
-        *state = SinkState::new();
-        state.fingerprint = fp;
-    }
     let Some(cursor) = store.siem_take_lease(&sink.id, owner, LEASE_MS).await? else {
         // Another replica is delivering to this sink.
         return Ok(false);

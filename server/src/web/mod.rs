@@ -28,9 +28,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
         audit: state.audit.clone(),
         public_url: state.config.public_url(),
     };
+    let hooks = crate::siem::dashboard_hooks(state.store.clone(), state.audit.clone());
     let routes = generate_route_list(App);
     let page_ctx = ctx.clone();
     let fn_ctx = ctx.clone();
+    let page_hooks = hooks.clone();
     let options = state.leptos_options.clone();
 
     let sessions = session_layer(state);
@@ -41,15 +43,26 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/fn/{*name}",
             post(move |req: Request<Body>| {
                 let ctx = fn_ctx.clone();
+                let hooks = hooks.clone();
                 async move {
-                    handle_server_fns_with_context(move || provide_context(ctx.clone()), req).await
+                    handle_server_fns_with_context(
+                        move || {
+                            provide_context(ctx.clone());
+                            provide_context(hooks.clone());
+                        },
+                        req,
+                    )
+                    .await
                 }
             }),
         )
         .leptos_routes_with_context(
             state,
             routes,
-            move || provide_context(page_ctx.clone()),
+            move || {
+                provide_context(page_ctx.clone());
+                provide_context(page_hooks.clone());
+            },
             move || shell(options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))

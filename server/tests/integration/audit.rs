@@ -70,8 +70,16 @@ async fn a_call_is_recorded_before_it_is_forwarded_with_who_what_and_where() {
     assert_eq!(call.subject_kind.as_deref(), Some("person"));
     assert_eq!(call.ip.as_deref(), Some("127.0.0.1"));
     assert!(call.session_id.as_deref().is_some_and(|s| !s.is_empty()));
-    assert!(call.client_name.as_deref().is_some_and(|c| c.starts_with("rmcp")), "{call:?}");
-    assert_eq!(call.user_agent.as_deref(), Some(crate::common::TEST_USER_AGENT));
+    assert!(
+        call.client_name
+            .as_deref()
+            .is_some_and(|c| c.starts_with("rmcp")),
+        "{call:?}"
+    );
+    assert_eq!(
+        call.user_agent.as_deref(),
+        Some(crate::common::TEST_USER_AGENT)
+    );
     let logged = call.args_redacted.as_deref().unwrap();
     assert!(logged.contains("[REDACTED:email]"), "{logged}");
     assert!(!logged.contains("bob@example.com"), "{logged}");

@@ -228,10 +228,7 @@ async fn read_frames<S: AsyncRead + Unpin>(
             r = stream.read(&mut chunk) => match r { Ok(0) | Err(_) => return, Ok(n) => n },
         };
         buf.extend_from_slice(&chunk[..n]);
-        loop {
-            let Some(space) = buf.iter().position(|b| *b == b' ') else {
-                break;
-            };
+        while let Some(space) = buf.iter().position(|b| *b == b' ') {
             let len: usize = match std::str::from_utf8(&buf[..space])
                 .ok()
                 .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
@@ -1102,6 +1099,35 @@ async fn siem_api_validates_hides_secrets_and_audits_changes() {
         .await;
     assert_eq!(s, 400, "{b}");
 
+    // Documented in the OpenAPI description.
+    let (s, doc) = app.get("/api/v1/openapi.json").await;
+    assert_eq!(s, 200);
+    for (path, method) in [
+        ("/api/v1/siem/sinks", "get"),
+        ("/api/v1/siem/sinks", "post"),
+        ("/api/v1/siem/sinks/{id}", "get"),
+        ("/api/v1/siem/sinks/{id}", "put"),
+        ("/api/v1/siem/sinks/{id}", "delete"),
+        ("/api/v1/siem/sinks/{id}/test", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} in the OpenAPI document"
+        );
+    }
+    for schema in [
+        "SiemSink",
+        "NewSink",
+        "SinkUpdate",
+        "SinkConfig",
+        "SinkTestResult",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "schema {schema}"
+        );
+    }
+
     // No token, no access.
     let res = app
         .http
@@ -1324,4 +1350,165 @@ async fn replicas_on_postgres_deliver_each_event_once() {
     }
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// Signs a local administrator in to the dashboard; returns the session cookie.
+async fn dashboard_cookie(app: &TestApp) -> String {
+    app.server
+        .state
+        .store
+        .create_admin("root", "correct horse battery")
+        .await
+        .unwrap();
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(app.url("/fn/login"))
+        .header("origin", app.base.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=root&password=correct+horse+battery")
+        .send()
+        .await
+        .unwrap();
+    res.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Calls a dashboard server function with a form body; returns status and JSON.
+async fn server_fn(app: &TestApp, cookie: &str, name: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let body = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let res = app
+        .http
+        .post(app.url(&format!("/fn/{name}")))
+        .header("origin", app.base.clone())
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn dashboard_adds_tests_switches_and_deletes_sinks() {
+    let app = spawn_app().await;
+    let store = &app.server.state.store;
+    let cookie = dashboard_cookie(&app).await;
+    let port = free_port().await;
+    let rx = SyslogReceiver::start(port, None).await;
+    let port_text = port.to_string();
+    let form = [
+        ("name", "from-dashboard"),
+        ("kind", "syslog_tcp"),
+        ("host", "127.0.0.1"),
+        ("port", port_text.as_str()),
+        ("format", "rfc5424"),
+        // Fields of other kinds, as the form always sends them, are ignored.
+        ("url", "https://ignored.example/"),
+        ("header_name", ""),
+        ("secret", "autofilled-password"),
+        ("ca_pem", ""),
+        ("only_new", "on"),
+    ];
+    let (s, created) = server_fn(&app, &cookie, "siem_add", &form).await;
+    assert_eq!(s, 200, "{created}");
+    assert_eq!(created["config"]["host"], "127.0.0.1");
+    assert_eq!(created["config"]["url"], Value::Null);
+    assert_eq!(created["secret_set"], false);
+    let id = created["id"].as_str().unwrap().to_string();
+    let (s, b) = server_fn(&app, &cookie, "siem_add", &form).await;
+    assert!(s >= 400, "a second sink with the same name is refused: {b}");
+    assert!(b.to_string().contains("already exists"), "{b}");
+
+    let (s, list) = server_fn(&app, &cookie, "siem_sinks", &[]).await;
+    assert_eq!(s, 200, "{list}");
+    assert_eq!(list[0]["name"], "from-dashboard");
+
+    // The Settings page shows the table and the form.
+    let page = app
+        .http
+        .get(app.url("/settings"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("id=\"siem-add\""),
+        "SIEM settings are on the Settings page"
+    );
+    assert!(page.contains("id=\"siem-table\""));
+    assert!(page.contains("siem-test"));
+
+    let (s, r) = server_fn(&app, &cookie, "siem_test", &[("id", &id)]).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["ok"], true, "{r}");
+    let rx_messages = || rx.messages();
+    let msg = eventually(10, "the test event", || async {
+        rx_messages()
+            .into_iter()
+            .find(|m| m.contains(" siem.test "))
+            .ok_or_else(|| "nothing yet".to_string())
+    })
+    .await;
+    assert!(msg.contains("principal=\"root\""), "{msg}");
+
+    let (s, b) = server_fn(
+        &app,
+        &cookie,
+        "siem_set_enabled",
+        &[("id", &id), ("enabled", "false")],
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert!(!sink_state(store, &id).await.enabled);
+    let (s, b) = server_fn(&app, &cookie, "siem_delete", &[("id", &id)]).await;
+    assert_eq!(s, 200, "{b}");
+    assert!(store.get_siem_sink(&id).await.is_err());
+
+    let events = store.audit_events_after(0, 1000).await.unwrap();
+    let kinds: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e.kind.starts_with("admin.siem."))
+        .map(|e| (e.kind.as_str(), e.principal.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("admin.siem.create", "root"),
+            ("admin.siem.test", "root"),
+            ("admin.siem.update", "root"),
+            ("admin.siem.delete", "root"),
+        ]
+    );
+    rx.stop().await;
 }

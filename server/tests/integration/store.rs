@@ -880,9 +880,7 @@ async fn audit_search_suite(url: String) {
     );
     // Removing the oldest retained event cannot be hidden behind the checkpoint.
     store
-        .execute_raw(&format!(
-            "DELETE FROM audit_events WHERE id = (SELECT MIN(id) FROM audit_events)"
-        ))
+        .execute_raw("DELETE FROM audit_events WHERE id = (SELECT MIN(id) FROM audit_events)")
         .await
         .unwrap();
     let b = store

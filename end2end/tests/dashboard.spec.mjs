@@ -198,3 +198,61 @@ test('search the audit, expand an event, export it, and see the integrity status
   await expect(page.locator('#dlp-form')).toBeVisible();
   expect(browserErrors, 'uncaught errors in the page').toEqual([]);
 });
+
+test('an admin streams the audit log to a webhook SIEM sink from Settings', async ({ page }) => {
+  // A webhook receiver standing in for the SIEM: it collects the JSON Lines it is sent.
+  const http = await import('node:http');
+  const received = [];
+  const auth = [];
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => {
+      auth.push(req.headers['x-siem-key']);
+      for (const line of body.split('\n')) if (line.trim()) received.push(JSON.parse(line));
+      res.writeHead(200).end('ok');
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${server.address().port}/ingest`;
+  try {
+    await page.goto(`${base()}/login`);
+    await page.waitForLoadState('networkidle');
+    await page.locator('input[name=username]').fill(env('E2E_ADMIN_USER'));
+    await page.locator('input[name=password]').fill(env('E2E_ADMIN_PASSWORD'));
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expect(page).toHaveURL(`${base()}/`);
+    await page.goto(`${base()}/settings`);
+    await page.waitForLoadState('networkidle');
+
+    const form = page.locator('#siem-add');
+    await form.locator('input[name=name]').fill('e2e-webhook');
+    await form.locator('select[name=kind]').selectOption('webhook');
+    await form.locator('input[name=url]').fill(url);
+    await form.locator('input[name=header_name]').fill('X-Siem-Key');
+    await form.locator('input[name=secret]').fill('siem-secret-value');
+    await form.getByRole('button', { name: 'Add sink' }).click();
+    const row = page.locator('#siem-table tr[data-sink="e2e-webhook"]');
+    await expect(row).toHaveCount(1);
+    await expect(page.locator('#siem-table')).not.toContainText('siem-secret-value');
+
+    // The whole retained log arrives (the earlier tests' calls among it), with the secret header.
+    await expect.poll(() => received.filter((e) => e.kind === 'tool_call').length, { timeout: 15000 }).toBeGreaterThanOrEqual(2);
+    expect(auth.every((a) => a === 'siem-secret-value')).toBe(true);
+    const ids = received.map((e) => e.id);
+    expect(ids).toEqual([...ids].sort((a, b) => a - b));
+
+    // "Send test event" reaches the receiver and says so.
+    await row.locator('button.siem-test').click();
+    await expect(page.locator('#siem-test-result')).toHaveAttribute('data-ok', 'true');
+    await expect.poll(() => received.some((e) => e.kind === 'siem.test'), { timeout: 10000 }).toBe(true);
+
+    // Delivery figures show in the table after a reload.
+    await expect(async () => {
+      await page.reload();
+      await expect(row.locator('td.delivered')).not.toHaveText('0', { timeout: 1000 });
+    }).toPass({ timeout: 15000 });
+  } finally {
+    server.close();
+  }
+});

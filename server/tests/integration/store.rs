@@ -9,6 +9,19 @@ use toolgate_domain::crypto::MasterKey;
 use toolgate_domain::model::{AuditDecision, Outcome, TokenKind, Transport};
 use toolgate_domain::store::{AuditQuery, NewAuditEvent, NewConnector, NewUser, Store};
 
+/// A fresh PostgreSQL schema, or None (with a note) when the run skips PostgreSQL explicitly.
+async fn fresh_postgres() -> Option<String> {
+    if skip_postgres() {
+        eprintln!("TOOLGATE_TEST_SKIP_POSTGRES=1: skipped");
+        return None;
+    }
+    Some(
+        toolgate_domain::store::isolated_postgres_url(&postgres_base_url())
+            .await
+            .unwrap(),
+    )
+}
+
 async fn open(url: &str, key: &MasterKey, clock: Arc<ManualClock>) -> Store {
     let store = Store::connect(url, key.cipher(), clock)
         .await
@@ -561,16 +574,9 @@ async fn audit_chain_on_sqlite() {
 
 #[tokio::test]
 async fn audit_chain_on_postgres() {
-    if skip_postgres() {
-        eprintln!("TOOLGATE_TEST_SKIP_POSTGRES=1: skipped");
-        return;
+    if let Some(url) = fresh_postgres().await {
+        audit_chain_suite(url).await;
     }
-    audit_chain_suite(
-        toolgate_domain::store::isolated_postgres_url(&postgres_base_url())
-            .await
-            .unwrap(),
-    )
-    .await;
 }
 
 fn at(minute: i64) -> chrono::DateTime<Utc> {
@@ -901,14 +907,7 @@ async fn audit_search_on_sqlite() {
 
 #[tokio::test]
 async fn audit_search_on_postgres() {
-    if skip_postgres() {
-        eprintln!("TOOLGATE_TEST_SKIP_POSTGRES=1: skipped");
-        return;
+    if let Some(url) = fresh_postgres().await {
+        audit_search_suite(url).await;
     }
-    audit_search_suite(
-        toolgate_domain::store::isolated_postgres_url(&postgres_base_url())
-            .await
-            .unwrap(),
-    )
-    .await;
 }

@@ -121,6 +121,16 @@ async fn main() {
     // 1. Sustained append through the writer: many producers, each waiting for its commit (as a
     //    tool call does), while a probe measures what one record costs.
     let sink = AuditSink::start(store.clone());
+    // As the server does: the full-text index follows the log once a second, off the append path.
+    let indexer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                store.index_audit_text().await.expect("index");
+            }
+        })
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     let probe = |sink: AuditSink, n: usize| async move {
@@ -217,6 +227,8 @@ async fn main() {
         pct(&busy, 0.99)
     );
 
+    indexer.abort();
+
     // 2. Fill to `events` with large batches, then search by subject + time range.
     let have = store.audit_head().await.expect("head") as u64;
     let fill_started = Instant::now();
@@ -236,6 +248,13 @@ async fn main() {
     println!(
         "log holds {} events",
         store.audit_head().await.expect("head")
+    );
+    let t = Instant::now();
+    let indexed = store.index_audit_text().await.expect("index");
+    println!(
+        "full-text index catch-up: {indexed} events in {:.1} s ({:.0} events/s)",
+        t.elapsed().as_secs_f64(),
+        indexed as f64 / t.elapsed().as_secs_f64().max(1e-9)
     );
 
     let span_ms = (a.events * 250) as i64;

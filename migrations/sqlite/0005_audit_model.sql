@@ -23,15 +23,10 @@ CREATE INDEX audit_events_connector_at ON audit_events (connector, tool, at);
 CREATE INDEX audit_events_kind_at ON audit_events (kind, at);
 CREATE INDEX audit_events_call ON audit_events (call_id);
 
--- Full text over what a person would search for: arguments, errors, details, names.
+-- Full text over what a person would search for: arguments, errors, details, names. Filled off
+-- the append path, in bulk, by `Store::index_audit_text` (in the background and before every
+-- text search), so appending an event does not pay for tokenising it.
 CREATE VIRTUAL TABLE audit_search USING fts5(body, content='', contentless_delete=1);
-CREATE TRIGGER audit_events_search AFTER INSERT ON audit_events BEGIN
-    INSERT INTO audit_search (rowid, body) VALUES (new.id,
-        coalesce(new.principal, '') || ' ' || coalesce(new.connector, '') || ' ' ||
-        coalesce(new.tool, '') || ' ' || coalesce(new.args_redacted, '') || ' ' ||
-        coalesce(new.error, '') || ' ' || coalesce(new.detail, '') || ' ' ||
-        coalesce(new.client_name, ''));
-END;
 CREATE TRIGGER audit_events_search_purge AFTER DELETE ON audit_events BEGIN
     DELETE FROM audit_search WHERE rowid = old.id;
 END;

@@ -5,6 +5,22 @@ use crate::metrics_names::{AUDIT_CHAIN_OK, AUDIT_PURGED};
 use std::time::Duration;
 use toolgate_domain::store::Store;
 
+/// Keeps the full-text index caught up with the log (SQLite; a no-op on PostgreSQL), every
+/// `every`, until the store is closed.
+pub async fn index_text(store: Store, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        if store.is_closed() {
+            return;
+        }
+        if let Err(e) = store.index_audit_text().await
+            && !store.is_closed()
+        {
+            tracing::warn!(error = %e, "audit full-text indexing failed; retrying");
+        }
+    }
+}
+
 /// Runs until the store is closed.
 pub async fn run(store: Store, every: Duration, retention_days: u32) {
     let mut tick = tokio::time::interval(every);

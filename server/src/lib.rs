@@ -301,6 +301,10 @@ pub async fn build_state(
             "audit_fail_open is ON: tool calls are forwarded even when their audit event cannot be written"
         );
     }
+    tokio::spawn(audit_upkeep::index_text(
+        store.clone(),
+        Duration::from_secs(1),
+    ));
     tokio::spawn(audit_upkeep::run(
         store.clone(),
         Duration::from_secs(config.audit_checkpoint_secs),

@@ -687,6 +687,9 @@ impl Store {
             cond.push("elevation_id IS NOT NULL".into());
         }
         if let Some(text) = filter.text.as_deref().filter(|t| !t.trim().is_empty()) {
+            // Whatever was appended since the last background pass is indexed first, so a text
+            // search sees every event.
+            self.index_audit_text().await?;
             match self.backend {
                 // A call matches by its own words or by those of its result (errors).
                 Backend::Sqlite => {
@@ -770,6 +773,41 @@ impl Store {
             e.dlp_findings = r.dlp_findings;
         }
         Ok(())
+    }
+
+    /// SQLite: adds the events not yet in the full-text index to it, in bulk (a no-op when it is
+    /// caught up, and on PostgreSQL, where a generated column keeps the index). Returns how many
+    /// events were indexed.
+    pub async fn index_audit_text(&self) -> Result<u64> {
+        if self.backend != Backend::Sqlite {
+            return Ok(0);
+        }
+        let mut total = 0u64;
+        loop {
+            let mut tx = self.write_tx().await?;
+            let (done,): (Option<i64>,) = sqlx::query_as(
+                "SELECT (SELECT rowid FROM audit_search ORDER BY rowid DESC LIMIT 1)",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            let n = sqlx::query(
+                "INSERT INTO audit_search (rowid, body)
+                 SELECT id, coalesce(principal, '') || ' ' || coalesce(connector, '') || ' ' ||
+                    coalesce(tool, '') || ' ' || coalesce(args_redacted, '') || ' ' ||
+                    coalesce(error, '') || ' ' || coalesce(detail, '') || ' ' ||
+                    coalesce(client_name, '')
+                 FROM audit_events WHERE id > $1 ORDER BY id LIMIT 5000",
+            )
+            .bind(done.unwrap_or(0))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            total += n;
+            if n < 5000 {
+                return Ok(total);
+            }
+        }
     }
 
     /// Events with ids above `after`, oldest first (for SIEM delivery and exports).

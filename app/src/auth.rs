@@ -94,6 +94,8 @@ mod ssr {
         pub audit: toolgate_domain::audit::AuditSink,
         /// The URL people and agents use, for the values to paste into Entra.
         pub public_url: String,
+        /// How the audit log is run (retention, fail mode), from the configuration.
+        pub audit_policy: toolgate_domain::model::AuditPolicy,
     }
 
     /// The context, or an error when the server forgot to provide it.

@@ -345,9 +345,12 @@ pub async fn audit_stats() -> Result<toolgate_domain::model::AuditStats, ServerF
 }
 
 #[server(prefix = "/fn", endpoint = "audit_integrity")]
-pub async fn audit_integrity() -> Result<toolgate_domain::model::AuditIntegrity, ServerFnError> {
+pub async fn audit_integrity() -> Result<toolgate_domain::model::AuditStatus, ServerFnError> {
     let (_, ctx) = require(Page::Audit).await?;
-    ctx.store.audit_integrity().await.map_err(shown)
+    Ok(toolgate_domain::model::AuditStatus {
+        integrity: ctx.store.audit_integrity().await.map_err(shown)?,
+        policy: ctx.audit_policy.clone(),
+    })
 }
 
 /// `Name: value` lines into a header map; blank lines are skipped.

@@ -307,6 +307,28 @@ impl AuditFilter {
     }
 }
 
+/// How the audit log is run (from the server's configuration), shown to admins and auditors.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditPolicy {
+    /// Days events are kept; 0 = forever.
+    pub retention_days: u32,
+    /// Calls are forwarded even when their event cannot be written.
+    pub fail_open: bool,
+    /// Seconds between integrity checks (each signs a checkpoint).
+    pub checkpoint_secs: u64,
+    /// SQLite durability (`full` or `normal`); None on PostgreSQL.
+    pub sqlite_synchronous: Option<String>,
+}
+
+/// The Audit page's status line: the last integrity check and how the log is run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditStatus {
+    pub integrity: AuditIntegrity,
+    pub policy: AuditPolicy,
+}
+
 /// Where the last audit integrity check got to.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

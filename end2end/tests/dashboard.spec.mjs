@@ -177,6 +177,9 @@ test('search the audit, expand an event, export it, and see the integrity status
     await expect(page.locator('#audit-integrity')).toHaveClass(/ok/, { timeout: 1000 });
   }).toPass({ timeout: 15000 });
 
+  await expect(page.locator('#audit-policy')).toContainText('Fail closed');
+  await expect(page.locator('#audit-policy')).toContainText('every 1 s');
+
   // Export of the current search, with the dashboard session; the export itself is audited.
   await page.goto(`${base()}/audit?subject=e2e-agent`);
   const href = await page.locator('#export-csv').getAttribute('href');

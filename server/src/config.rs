@@ -154,6 +154,19 @@ impl Config {
         Ok(())
     }
 
+    /// How the audit log is run, as the dashboard and API show it.
+    pub fn audit_policy(&self) -> toolgate_domain::model::AuditPolicy {
+        toolgate_domain::model::AuditPolicy {
+            retention_days: self.audit_retention_days,
+            fail_open: self.audit_fail_open,
+            checkpoint_secs: self.audit_checkpoint_secs,
+            sqlite_synchronous: self
+                .database_url
+                .starts_with("sqlite:")
+                .then(|| self.sqlite_synchronous.clone()),
+        }
+    }
+
     /// The SQLite durability the config asks for.
     pub fn sqlite_sync(&self) -> anyhow::Result<toolgate_domain::store::SqliteSync> {
         match self.sqlite_synchronous.as_str() {

@@ -106,7 +106,9 @@ pub fn AuditPage() -> impl IntoView {
         <h1>"Audit"</h1>
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
-                integrity.await.ok().map(|i| {
+                integrity.await.ok().map(|status| {
+                    let i = status.integrity;
+                    let p = status.policy;
                     let (class, text) = match (i.checked_at, i.ok) {
                         (None, _) => ("integrity pending", "Integrity not checked yet: the first check runs within a minute of start.".to_string()),
                         (Some(at), true) => ("integrity ok", format!(
@@ -122,7 +124,24 @@ pub fn AuditPage() -> impl IntoView {
                             i.reason.unwrap_or_default(),
                         )),
                     };
-                    view! { <p id="audit-integrity" class=class role="status">{text}</p> }
+                    let policy = format!(
+                        "Retention: {}. {} Integrity checked every {} s.{}",
+                        if p.retention_days == 0 { "kept forever".to_string() } else { format!("{} days", p.retention_days) },
+                        if p.fail_open {
+                            "FAIL-OPEN: calls are forwarded even when their event cannot be written."
+                        } else {
+                            "Fail closed: no call is forwarded unless its event is written."
+                        },
+                        p.checkpoint_secs,
+                        match p.sqlite_synchronous.as_deref() {
+                            Some("normal") => " SQLite commits survive a crash, not a power loss (synchronous=normal).",
+                            _ => "",
+                        },
+                    );
+                    view! {
+                        <p id="audit-integrity" class=class role="status">{text}</p>
+                        <p id="audit-policy" class=if p.fail_open { "muted small warn" } else { "muted small" }>{policy}</p>
+                    }
                 })
             })}
         </Suspense>

@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use toolgate_domain::model::{AuditDecision, AuditEvent, AuditFilter, AuditIntegrity};
+use toolgate_domain::model::{AuditDecision, AuditEvent, AuditFilter, AuditStatus};
 use toolgate_domain::store::{AuditCursor, Store};
 
 /// Search parameters; all optional, all given ones must match.
@@ -132,12 +132,16 @@ pub(super) async fn export(
     ))
 }
 
-#[utoipa::path(get, path = "/api/v1/audit/integrity", responses((status = 200, body = AuditIntegrity)))]
+/// The last integrity check and how the log is run (retention, fail mode, check interval).
+#[utoipa::path(get, path = "/api/v1/audit/integrity", responses((status = 200, body = AuditStatus)))]
 pub(super) async fn integrity(
     _admin: AdminCaller,
     State(state): State<AppState>,
-) -> ApiResult<ApiJson<AuditIntegrity>> {
-    Ok(ApiJson(state.store.audit_integrity().await?))
+) -> ApiResult<ApiJson<AuditStatus>> {
+    Ok(ApiJson(AuditStatus {
+        integrity: state.store.audit_integrity().await?,
+        policy: state.config.audit_policy(),
+    }))
 }
 
 /// The two export formats.

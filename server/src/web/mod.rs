@@ -27,6 +27,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         snapshot: state.snapshot.clone(),
         audit: state.audit.clone(),
         public_url: state.config.public_url(),
+        audit_policy: state.config.audit_policy(),
     };
     let hooks = crate::siem::dashboard_hooks(state.store.clone(), state.audit.clone());
     let routes = generate_route_list(App);

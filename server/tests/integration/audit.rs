@@ -210,7 +210,20 @@ async fn dlp_actions_follow_connector_and_group_settings() {
 
 #[tokio::test]
 async fn fail_open_forwards_calls_when_the_log_is_down() {
-    let s = setup_on(spawn_app_with(|c| c.audit_fail_open = true).await).await;
+    let s = setup_on(
+        spawn_app_with(|c| {
+            c.audit_fail_open = true;
+            c.audit_retention_days = 90;
+        })
+        .await,
+    )
+    .await;
+    // The mode is visible to admins (and auditors on the Audit page).
+    let (st, status) = s.app.get("/api/v1/audit/integrity").await;
+    assert_eq!(st, 200);
+    assert_eq!(status["policy"]["fail_open"], true);
+    assert_eq!(status["policy"]["retention_days"], 90);
+    assert_eq!(status["policy"]["sqlite_synchronous"], "full");
     let via = s.app.mcp_client(&s.token).await;
     s.app.server.state.store.close().await;
     let r = via

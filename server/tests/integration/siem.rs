@@ -644,13 +644,14 @@ async fn siem_outbox_survives_sink_downtime_and_restart() {
     );
     server.shutdown().await;
 
-    // The collector comes back, then Toolgate starts again on the same database.
-    let rx = SyslogReceiver::start(port, None).await;
+    // Toolgate starts again on the same database (the collector still down, so nothing can
+    // move the cursor before it is read), then the collector comes back.
     let (server, _) = start_in(dir.path()).await;
     let store = server.state.store.clone();
     let s = sink_state(&store, &sink).await;
     assert_eq!(s.cursor, cursor, "the cursor survived the restart");
     assert!(s.lag >= 4);
+    let rx = SyslogReceiver::start(port, None).await;
     record_events(&store, &server.state.audit, "after restart", 2).await;
     let rx_ids = || rx.ids();
     // A lease left by the stopped process expires after 30 s at worst.

@@ -98,9 +98,7 @@ async fn record(
         detail: Some(detail),
         ..toolgate_domain::store::NewAuditEvent::new(ctx.store.clock().now(), kind, who)
     };
-    if let Err(e) = ctx.audit.record(event).await {
-        tracing::error!(error = %e, kind, "dashboard audit event not written");
-    }
+    ctx.audit.record_after_the_fact(event).await;
 }
 
 /// Records a settings change made in the dashboard, with before and after (never secrets).
@@ -120,9 +118,7 @@ pub(crate) async fn record_change(
         before,
         after,
     );
-    if let Err(e) = ctx.audit.record(event).await {
-        tracing::error!(error = %e, kind, "dashboard change applied but its audit event was not written");
-    }
+    ctx.audit.record_after_the_fact(event).await;
 }
 
 /// The sign-in button's label when sign-in with the OpenID Provider is configured.

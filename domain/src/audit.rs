@@ -37,6 +37,15 @@ impl AuditSink {
             .map_err(|_| Error::AuditUnavailable)?;
         done_rx.await.map_err(|_| Error::AuditUnavailable)?
     }
+
+    /// Records an event for something that has already happened (a change that is stored, a
+    /// sign-in that is decided): a failure cannot undo it, so it is logged at error level.
+    pub async fn record_after_the_fact(&self, event: NewAuditEvent) {
+        let kind = event.kind.clone();
+        if let Err(e) = self.record(event).await {
+            tracing::error!(error = %e, kind, "action taken but its audit event was not written");
+        }
+    }
 }
 
 async fn writer(store: Store, mut rx: mpsc::Receiver<Job>) {

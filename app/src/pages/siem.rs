@@ -66,17 +66,8 @@ async fn record_change(
     before: Option<&SiemSink>,
     after: Option<&SiemSink>,
 ) {
-    let event = toolgate_domain::store::NewAuditEvent::change(
-        ctx.store.clock().now(),
-        kind,
-        who,
-        "admin",
-        before.and_then(|s| serde_json::to_value(s).ok()),
-        after.and_then(|s| serde_json::to_value(s).ok()),
-    );
-    if let Err(e) = ctx.audit.record(event).await {
-        tracing::error!(error = %e, kind, "dashboard SIEM change applied but not audited");
-    }
+    let json = |s: Option<&SiemSink>| s.and_then(|s| serde_json::to_value(s).ok());
+    crate::server_fns::record_change(ctx, who, kind, json(before), json(after)).await;
 }
 
 /// Every sink with its delivery state.

@@ -180,9 +180,7 @@ pub(crate) async fn audit_change(
             after,
         )
     };
-    if let Err(e) = state.audit.record(event).await {
-        tracing::error!(error = %e, kind, "admin change applied but its audit event was not written");
-    }
+    state.audit.record_after_the_fact(event).await;
 }
 
 /// Reloads the snapshot after a change (a failure is logged: the change is stored already) and

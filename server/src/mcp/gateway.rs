@@ -424,12 +424,17 @@ impl Gateway {
             )
             .increment(1);
         }
-        let kind = event.kind.clone();
-        let principal = event.principal.clone();
-        let tool = event.tool.clone();
+        // Only fail-open needs the event's names after it is handed over (for its log line).
+        let lost = self.shared.fail_open.then(|| {
+            (
+                event.kind.clone(),
+                event.principal.clone(),
+                event.tool.clone(),
+            )
+        });
         match self.shared.audit.record(event).await {
             Ok(()) => Ok(()),
-            Err(e) if self.shared.fail_open => {
+            Err(e) if let Some((kind, principal, tool)) = lost => {
                 metrics::counter!(AUDIT_FAILURES, "action" => "forwarded").increment(1);
                 tracing::error!(error = %e, kind, principal, tool = ?tool,
                     "AUDIT EVENT LOST: forwarded anyway because audit_fail_open is on");

@@ -348,7 +348,5 @@ async fn audit(
         detail: Some(detail.into()),
         ..NewAuditEvent::new(state.store.clock().now(), kind, who)
     };
-    if let Err(e) = state.audit.record(event).await {
-        tracing::error!(error = %e, kind, "sign-in audit event not written");
-    }
+    state.audit.record_after_the_fact(event).await;
 }

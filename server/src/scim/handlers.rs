@@ -149,9 +149,7 @@ async fn changed(
             &format!("scim:{}", client.token_name),
         )
     };
-    if let Err(e) = state.audit.record(event).await {
-        tracing::error!(error = %e, kind, "SCIM change applied but its audit event was not written");
-    }
+    state.audit.record_after_the_fact(event).await;
     if let Err(e) = state.snapshot.publish().await {
         tracing::error!(error = %e, "policy snapshot reload failed after a SCIM change");
     }

@@ -178,10 +178,8 @@ pub async fn add_connector(
     let c = ctx
         .store
         .create_connector(toolgate_domain::store::NewConnector {
-            name: name.trim().to_string(),
-            transport: toolgate_domain::model::Transport::StreamableHttp,
-            url: url.trim().to_string(),
             headers,
+            ..toolgate_domain::store::NewConnector::http(name.trim(), url.trim())
         })
         .await
         .map_err(shown)?;

@@ -6,6 +6,7 @@ pub mod error;
 pub mod model;
 pub mod names;
 pub mod policy;
+pub mod risk;
 pub mod scim_filter;
 pub mod siem;
 
@@ -17,6 +18,8 @@ pub mod clock;
 pub mod crypto;
 #[cfg(feature = "ssr")]
 pub mod identity;
+#[cfg(feature = "ssr")]
+pub mod simulator;
 #[cfg(feature = "ssr")]
 pub mod snapshot;
 #[cfg(feature = "ssr")]

@@ -49,40 +49,131 @@ pub struct GroupDetail {
 pub enum Transport {
     /// MCP streamable HTTP (spec 2025-03-26 and later).
     StreamableHttp,
+    /// The legacy HTTP+SSE transport (spec 2024-11-05): GET an event stream, POST to its endpoint.
+    Sse,
+    /// A local command the gateway spawns and supervises, speaking MCP on stdin/stdout.
+    Stdio,
 }
 
 impl Transport {
+    pub const ALL: [Transport; 3] = [Transport::StreamableHttp, Transport::Sse, Transport::Stdio];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::StreamableHttp => "streamable_http",
+            Transport::Sse => "sse",
+            Transport::Stdio => "stdio",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "streamable_http" => Some(Transport::StreamableHttp),
-            _ => None,
-        }
+        Transport::ALL.into_iter().find(|t| t.as_str() == s)
     }
 }
 
-/// An upstream MCP server the gateway holds credentials for. Header values are secrets: only
-/// their names ever leave the server.
+/// OAuth 2.0 client credentials the gateway uses to get tokens for an upstream; the secret is
+/// sealed at rest and never returned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpstreamOAuth {
+    /// The authorization server's token endpoint (https).
+    pub token_url: String,
+    pub client_id: String,
+    /// Space-separated scopes to ask for, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// RFC 8707 resource indicator to send, if the server wants one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+}
+
+/// An upstream MCP server the gateway holds credentials for. Secret values (headers,
+/// environment, OAuth client secret) are encrypted at rest: only their names ever leave the server.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Connector {
     pub id: String,
     pub name: String,
     pub transport: Transport,
+    /// The upstream endpoint (HTTP transports); empty for stdio.
     pub url: String,
+    /// The program to run (stdio).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// Its arguments (stdio).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
     /// Names of the stored headers; the values are encrypted at rest and never returned.
     pub header_names: Vec<String>,
+    /// Names of the environment variables given to a stdio command (values sealed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_names: Vec<String>,
+    /// OAuth client credentials to the upstream (the secret is never returned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<UpstreamOAuth>,
+    /// How long one request to the upstream may take, in milliseconds.
+    pub timeout_ms: u64,
+    /// Most requests in flight to the upstream at once (from this replica).
+    pub max_concurrency: u32,
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-/// What one group may do on one connector: tool patterns allowed and blocked (a block wins).
+/// Health of a connector as this replica sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConnectorHealth {
+    /// `unknown` (not tried yet), `healthy`, `unhealthy` or `disabled`.
+    pub status: String,
+    /// The last failure, if the connector is unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When it was last checked (ping or call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<DateTime<Utc>>,
+    /// Failures in a row.
+    pub failures: u32,
+}
+
+/// A connector with its live health and catalog counts, as the dashboard and API list it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConnectorStatus {
+    #[serde(flatten)]
+    pub connector: Connector,
+    pub health: ConnectorHealth,
+    /// Tools in the catalog, and those waiting for review (new or changed).
+    pub tools: u32,
+    pub tools_to_review: u32,
+}
+
+/// One tool in a connector's catalog.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CatalogTool {
+    pub connector_id: String,
+    pub connector_name: String,
+    pub name: String,
+    pub description: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub input_schema: serde_json::Value,
+    pub annotations: crate::risk::ToolHints,
+    /// SHA-256 of name + description + input schema.
+    pub hash: String,
+    pub review: crate::policy::Review,
+    pub risk: crate::risk::Risk,
+    /// Why this level: the suggestion's reason, or "set by an admin".
+    pub risk_reason: String,
+    pub risk_overridden: bool,
+    /// Still listed by the upstream at the last discovery.
+    pub present: bool,
+    pub first_seen: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What one group may do on one connector: tool patterns and risk levels allowed and blocked (a
+/// block wins), resources and prompts allowed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ToolPolicy {
@@ -91,7 +182,29 @@ pub struct ToolPolicy {
     pub connector_name: String,
     pub allow: Vec<String>,
     pub block: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_risk: Option<crate::risk::Risk>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_risk: Option<crate::risk::Risk>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompts: Vec<String>,
     pub updated_at: DateTime<Utc>,
+}
+
+impl ToolPolicy {
+    /// The rules alone.
+    pub fn rules(&self) -> crate::policy::ToolRules {
+        crate::policy::ToolRules {
+            allow: self.allow.clone(),
+            block: self.block.clone(),
+            allow_risk: self.allow_risk,
+            block_risk: self.block_risk,
+            resources: self.resources.clone(),
+            prompts: self.prompts.clone(),
+        }
+    }
 }
 
 /// What a bearer token is for.
@@ -489,4 +602,70 @@ pub struct SettingsView {
     pub scim_tokens: Vec<ApiToken>,
     pub scim_requests: Vec<ScimRequestRow>,
     pub last_sync: Option<DateTime<Utc>>,
+}
+
+/// One tool's answer in the effective-access simulator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ToolAccess {
+    pub tool: String,
+    pub risk: crate::risk::Risk,
+    pub review: crate::policy::Review,
+    pub allowed: bool,
+    /// The rule that decided, in words.
+    pub rule: String,
+}
+
+/// Every catalog tool of one connector with its decision for the simulated subject.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConnectorAccess {
+    pub connector: String,
+    pub enabled: bool,
+    pub tools: Vec<ToolAccess>,
+}
+
+/// Who (or what) the simulator decided for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SimulatedSubject {
+    /// `user` or `group` (service principals join when they exist).
+    pub kind: String,
+    pub id: String,
+    pub name: String,
+    /// Names of the groups whose rules applied.
+    pub groups: Vec<String>,
+}
+
+/// The effective-access simulator's answer for one subject.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Simulation {
+    pub subject: SimulatedSubject,
+    pub connectors: Vec<ConnectorAccess>,
+}
+
+/// One subject's decision for "who can call tool X".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SubjectDecision {
+    pub kind: String,
+    pub id: String,
+    pub name: String,
+    pub allowed: bool,
+    pub rule: String,
+}
+
+/// "Who can call tool X": every group and every active person, allowed or not, with the rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WhoCanCall {
+    pub connector: String,
+    pub tool: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk: Option<crate::risk::Risk>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<crate::policy::Review>,
+    pub groups: Vec<SubjectDecision>,
+    pub users: Vec<SubjectDecision>,
 }

@@ -5,8 +5,8 @@
 use crate::Result;
 use crate::crypto::hash_token;
 use crate::dlp::{DlpAction, DlpSettings, Scanner};
-use crate::policy::{ToolRules, Verdict, decide};
-use crate::store::{ConnectorSecrets, Store, TokenGrant};
+use crate::policy::{CompiledRules, ToolFacts, Verdict, decide, decide_prompt, decide_resource};
+use crate::store::{CatalogSettings, ConnectorSecrets, Store, TokenGrant};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -29,6 +29,22 @@ struct SnapUser {
     groups: Vec<String>,
 }
 
+/// A tool as the catalog knows it.
+#[derive(Clone, Debug)]
+pub struct CatalogEntry {
+    pub facts: ToolFacts,
+    /// Hash of the definition last discovered (to notice drift without a database round trip).
+    pub hash: String,
+}
+
+/// A connector with its catalog, and its index for rule lookups.
+#[derive(Debug)]
+pub struct SnapConnector {
+    pub secrets: Arc<ConnectorSecrets>,
+    index: u32,
+    pub tools: HashMap<String, CatalogEntry>,
+}
+
 /// One immutable view of the configuration.
 #[derive(Debug, Default)]
 pub struct Snapshot {
@@ -36,8 +52,12 @@ pub struct Snapshot {
     tokens: HashMap<String, TokenGrant>,
     users: HashMap<String, SnapUser>,
     group_names: HashMap<String, String>,
-    connectors: BTreeMap<String, Arc<ConnectorSecrets>>,
-    rules: HashMap<(String, String), ToolRules>,
+    /// Group id -> index into the rule table.
+    group_index: HashMap<String, u32>,
+    connectors: BTreeMap<String, SnapConnector>,
+    /// Compiled rules by (group index, connector index).
+    rules: HashMap<(u32, u32), CompiledRules>,
+    block_changed: bool,
     dlp: Option<Arc<Dlp>>,
 }
 
@@ -107,11 +127,13 @@ impl Snapshot {
         let memberships = store.memberships_of_token_holders().await?;
         let connectors = store.connectors_with_secrets().await?;
         let policies = store.all_policies().await?;
+        let catalog = store.all_catalogs().await?;
         let tokens = store.active_personal_tokens().await?;
         let dlp_settings: DlpSettings = store
             .setting(crate::store::setting_keys::DLP)
             .await?
             .unwrap_or_default();
+        let catalog_settings: CatalogSettings = store.catalog_settings().await?;
         let dlp = Self::dlp_from(dlp_settings, previous.and_then(|p| p.dlp.as_ref()));
 
         let mut users: HashMap<String, SnapUser> = users
@@ -132,21 +154,118 @@ impl Snapshot {
                 u.groups.push(group_id);
             }
         }
-        Ok(Snapshot {
+        Ok(Self::assemble(
             version,
-            tokens: tokens.into_iter().collect(),
+            tokens.into_iter().collect(),
             users,
-            group_names: groups.into_iter().map(|g| (g.id, g.display_name)).collect(),
-            connectors: connectors
-                .into_iter()
-                .map(|c| (c.connector.name.clone(), Arc::new(c)))
-                .collect(),
-            rules: policies
-                .into_iter()
-                .map(|p| ((p.group_id, p.connector_id), p.rules))
-                .collect(),
+            groups.into_iter().map(|g| (g.id, g.display_name)).collect(),
+            connectors,
+            policies,
+            catalog,
+            catalog_settings.block_changed_tools,
             dlp,
-        })
+        ))
+    }
+
+    /// Builds the lookup tables from loaded rows (also used by benchmarks and tests).
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        version: u64,
+        tokens: HashMap<String, TokenGrant>,
+        users: HashMap<String, SnapUser>,
+        groups: Vec<(String, String)>,
+        connectors: Vec<ConnectorSecrets>,
+        policies: Vec<crate::store::PolicyRow>,
+        catalog: Vec<crate::model::CatalogTool>,
+        block_changed: bool,
+        dlp: Option<Arc<Dlp>>,
+    ) -> Self {
+        let group_index: HashMap<String, u32> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (id.clone(), i as u32))
+            .collect();
+        let group_names: HashMap<String, String> = groups.into_iter().collect();
+        let mut by_id: HashMap<String, String> = HashMap::new();
+        let mut snap_connectors: BTreeMap<String, SnapConnector> = BTreeMap::new();
+        for (i, c) in connectors.into_iter().enumerate() {
+            by_id.insert(c.connector.id.clone(), c.connector.name.clone());
+            snap_connectors.insert(
+                c.connector.name.clone(),
+                SnapConnector {
+                    secrets: Arc::new(c),
+                    index: i as u32,
+                    tools: HashMap::new(),
+                },
+            );
+        }
+        for t in catalog {
+            if let Some(c) = by_id
+                .get(&t.connector_id)
+                .and_then(|n| snap_connectors.get_mut(n))
+                && t.present
+            {
+                c.tools.insert(
+                    t.name,
+                    CatalogEntry {
+                        facts: ToolFacts {
+                            risk: t.risk,
+                            review: t.review,
+                        },
+                        hash: t.hash,
+                    },
+                );
+            }
+        }
+        let mut rules = HashMap::new();
+        for p in policies {
+            let (Some(&gi), Some(ci)) = (
+                group_index.get(&p.group_id),
+                by_id
+                    .get(&p.connector_id)
+                    .and_then(|n| snap_connectors.get(n))
+                    .map(|c| c.index),
+            ) else {
+                continue;
+            };
+            let name = group_names
+                .get(&p.group_id)
+                .map(String::as_str)
+                .unwrap_or("?");
+            rules.insert((gi, ci), CompiledRules::compile(name, &p.rules));
+        }
+        Snapshot {
+            version,
+            tokens,
+            users,
+            group_names,
+            group_index,
+            connectors: snap_connectors,
+            rules,
+            block_changed,
+            dlp,
+        }
+    }
+
+    /// A snapshot of connectors, groups, rules and catalog alone (no people), for benchmarks.
+    #[cfg(feature = "test-util")]
+    pub fn for_policy(
+        groups: Vec<(String, String)>,
+        connectors: Vec<ConnectorSecrets>,
+        policies: Vec<crate::store::PolicyRow>,
+        catalog: Vec<crate::model::CatalogTool>,
+    ) -> Self {
+        Self::assemble(
+            1,
+            HashMap::new(),
+            HashMap::new(),
+            groups,
+            connectors,
+            policies,
+            catalog,
+            true,
+            None,
+        )
     }
 
     /// Monotonic per process; changes whenever the snapshot is rebuilt.
@@ -173,36 +292,157 @@ impl Snapshot {
 
     /// Whether the principal may call `tool` on the connector named `connector`.
     pub fn decide(&self, principal: &Principal, connector: &str, tool: &str) -> Verdict {
-        let Some(c) = self
+        self.decide_for_groups(&principal.groups, connector, tool)
+    }
+
+    /// The compiled rules of these groups on an enabled connector; `None` for an unknown or
+    /// disabled connector.
+    fn grants<'a>(
+        &'a self,
+        groups: &[String],
+        connector: &str,
+    ) -> Option<(&'a SnapConnector, Vec<&'a CompiledRules>)> {
+        let c = self
             .connectors
             .get(connector)
-            .filter(|c| c.connector.enabled)
-        else {
-            // Why: an unknown connector is reported like a denied tool, so callers cannot probe names.
-            return Verdict::Deny {
-                rule: format!("no enabled connector named \"{connector}\""),
-            };
-        };
-        let grants: Vec<(&str, &ToolRules)> = principal
-            .groups
+            .filter(|c| c.secrets.connector.enabled)?;
+        let grants = groups
             .iter()
             .filter_map(|g| {
-                let rules = self.rules.get(&(g.clone(), c.connector.id.clone()))?;
-                let name = self.group_names.get(g).map(String::as_str).unwrap_or("?");
-                Some((name, rules))
+                let gi = *self.group_index.get(g)?;
+                self.rules.get(&(gi, c.index))
             })
             .collect();
-        decide(grants.iter().copied(), connector, tool)
+        Some((c, grants))
+    }
+
+    fn no_connector(connector: &str) -> Verdict {
+        // Why: an unknown connector is reported like a denied tool, so callers cannot probe names.
+        Verdict::Deny {
+            rule: format!("no enabled connector named \"{connector}\""),
+        }
+    }
+
+    /// Whether any of the principal's groups has rules on this enabled connector.
+    pub fn has_rules_on(&self, principal: &Principal, connector: &str) -> bool {
+        self.grants(&principal.groups, connector)
+            .is_some_and(|(_, g)| !g.is_empty())
+    }
+
+    /// Whether members of exactly these groups (ids) may call `tool` on `connector`.
+    pub fn decide_for_groups(&self, groups: &[String], connector: &str, tool: &str) -> Verdict {
+        let Some((c, grants)) = self.grants(groups, connector) else {
+            return Self::no_connector(connector);
+        };
+        let facts = c.tools.get(tool).map(|t| t.facts);
+        decide(&grants, connector, tool, facts, self.block_changed)
+    }
+
+    /// Whether the principal may read resource `uri` on `connector`.
+    pub fn decide_resource(&self, principal: &Principal, connector: &str, uri: &str) -> Verdict {
+        match self.grants(&principal.groups, connector) {
+            Some((_, grants)) => decide_resource(&grants, connector, uri),
+            None => Self::no_connector(connector),
+        }
+    }
+
+    /// Whether the principal may get prompt `name` on `connector`.
+    pub fn decide_prompt(&self, principal: &Principal, connector: &str, name: &str) -> Verdict {
+        match self.grants(&principal.groups, connector) {
+            Some((_, grants)) => decide_prompt(&grants, connector, name),
+            None => Self::no_connector(connector),
+        }
+    }
+
+    /// The catalog entry of a tool on an enabled connector.
+    pub fn catalog_entry(&self, connector: &str, tool: &str) -> Option<&CatalogEntry> {
+        self.connectors
+            .get(connector)
+            .filter(|c| c.secrets.connector.enabled)?
+            .tools
+            .get(tool)
+    }
+
+    /// The catalog of a connector (enabled or not), by tool name.
+    pub fn catalog_of(&self, connector: &str) -> Option<&HashMap<String, CatalogEntry>> {
+        self.connectors.get(connector).map(|c| &c.tools)
+    }
+
+    /// A group's display name.
+    pub fn group_name(&self, id: &str) -> Option<&str> {
+        self.group_names.get(id).map(String::as_str)
+    }
+
+    /// Whether changed tool definitions are refused until re-approved.
+    pub fn blocks_changed_tools(&self) -> bool {
+        self.block_changed
+    }
+
+    /// Every catalog tool of every connector, decided for members of exactly these groups.
+    pub fn simulate(&self, groups: &[String]) -> Vec<crate::model::ConnectorAccess> {
+        self.connectors
+            .iter()
+            .map(|(name, c)| {
+                let mut tools: Vec<crate::model::ToolAccess> = c
+                    .tools
+                    .iter()
+                    .map(|(tool, entry)| {
+                        let v = if c.secrets.connector.enabled {
+                            self.decide_for_groups(groups, name, tool)
+                        } else {
+                            Verdict::Deny {
+                                rule: format!("connector \"{name}\" is disabled"),
+                            }
+                        };
+                        crate::model::ToolAccess {
+                            tool: tool.clone(),
+                            risk: entry.facts.risk,
+                            review: entry.facts.review,
+                            allowed: v.is_allowed(),
+                            rule: v.rule().to_string(),
+                        }
+                    })
+                    .collect();
+                tools.sort_by(|a, b| a.tool.cmp(&b.tool));
+                crate::model::ConnectorAccess {
+                    connector: name.clone(),
+                    enabled: c.secrets.connector.enabled,
+                    tools,
+                }
+            })
+            .collect()
+    }
+
+    /// Group ids by display name order, for listings.
+    pub fn groups(&self) -> Vec<(&str, &str)> {
+        let mut v: Vec<(&str, &str)> = self
+            .group_names
+            .iter()
+            .map(|(id, name)| (id.as_str(), name.as_str()))
+            .collect();
+        v.sort_by(|a, b| a.1.cmp(b.1));
+        v
     }
 
     /// Enabled connectors, by name.
     pub fn enabled_connectors(&self) -> impl Iterator<Item = &Arc<ConnectorSecrets>> {
-        self.connectors.values().filter(|c| c.connector.enabled)
+        self.connectors
+            .values()
+            .filter(|c| c.secrets.connector.enabled)
+            .map(|c| &c.secrets)
+    }
+
+    /// Every connector (enabled or not), by name.
+    pub fn all_connectors(&self) -> impl Iterator<Item = &Arc<ConnectorSecrets>> {
+        self.connectors.values().map(|c| &c.secrets)
     }
 
     /// An enabled connector by name.
     pub fn connector(&self, name: &str) -> Option<&Arc<ConnectorSecrets>> {
-        self.connectors.get(name).filter(|c| c.connector.enabled)
+        self.connectors
+            .get(name)
+            .filter(|c| c.secrets.connector.enabled)
+            .map(|c| &c.secrets)
     }
 }
 

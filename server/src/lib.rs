@@ -6,6 +6,7 @@ pub mod api;
 pub mod audit_upkeep;
 pub mod cli;
 pub mod config;
+pub mod connectors;
 pub mod http;
 pub mod mcp;
 pub mod metrics_names;
@@ -315,12 +316,19 @@ pub async fn build_state(
     let upstreams = Arc::new(mcp::upstream::Upstreams::new(Duration::from_secs(
         config.upstream_timeout_secs,
     )));
+    let catalog = connectors::Catalog::new(
+        store.clone(),
+        snapshot.clone(),
+        upstreams.clone(),
+        audit.clone(),
+    );
     Ok(state::AppState {
         leptos_options: leptos_options(&config, addr),
         store,
         snapshot,
         audit,
         upstreams,
+        catalog,
         config: Arc::new(config),
         metrics: telemetry::metrics_handle(),
         scim_log,
@@ -385,6 +393,7 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningServer> {
     let base_url = config.public_url();
     let state = build_state(config, store, addr).await?;
     let shutdown = CancellationToken::new();
+    state.catalog.spawn_change_follower(shutdown.child_token());
     let app = build_router(state.clone(), shutdown.child_token());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {

@@ -17,6 +17,8 @@ pub struct AppState {
     pub snapshot: Arc<SnapshotHandle>,
     pub audit: AuditSink,
     pub upstreams: Arc<Upstreams>,
+    /// Tool discovery into the catalog, connector status.
+    pub catalog: crate::connectors::Catalog,
     pub config: Arc<Config>,
     pub metrics: PrometheusHandle,
     pub scim_log: crate::scim::ScimLog,

@@ -4,6 +4,7 @@
 
 mod admins;
 mod audit;
+mod catalog;
 mod connectors;
 mod directory;
 mod groups;
@@ -17,7 +18,11 @@ mod users;
 pub use audit::{
     AuditCursor, AuditQuery, ChainBreak, ChainReport, MAX_ARGS_BYTES, NewAuditEvent, truncate_utf8,
 };
-pub use connectors::{ConnectorSecrets, NewConnector};
+pub use catalog::{CatalogSettings, CatalogSync, DiscoveredTool, MAX_TOOLS_PER_CONNECTOR};
+pub use connectors::{
+    ConnectorSecrets, ConnectorUpdate, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_MS, NewConnector,
+    validate_env_name,
+};
 pub use directory::{
     DirectoryGroup, DirectoryKey, DirectoryUser, GroupWrite, MemberChange, ScimRequestLog,
     UserWrite,

@@ -5,6 +5,7 @@ use super::{Store, from_json_list, to_json_list};
 use crate::clock::from_millis;
 use crate::model::ToolPolicy;
 use crate::policy::ToolRules;
+use crate::risk::Risk;
 use crate::{Error, Result};
 
 /// One stored policy, for the snapshot.
@@ -22,6 +23,10 @@ struct Row {
     connector_name: String,
     allow_patterns: String,
     block_patterns: String,
+    allow_risk: Option<String>,
+    block_risk: Option<String>,
+    resources: String,
+    prompts: String,
     updated_at: i64,
 }
 
@@ -33,6 +38,10 @@ impl From<Row> for ToolPolicy {
             connector_name: r.connector_name,
             allow: from_json_list(&r.allow_patterns),
             block: from_json_list(&r.block_patterns),
+            allow_risk: r.allow_risk.as_deref().and_then(Risk::parse),
+            block_risk: r.block_risk.as_deref().and_then(Risk::parse),
+            resources: from_json_list(&r.resources),
+            prompts: from_json_list(&r.prompts),
             updated_at: from_millis(r.updated_at),
         }
     }
@@ -40,10 +49,10 @@ impl From<Row> for ToolPolicy {
 
 const POLICY_SELECT: &str =
     "SELECT p.group_id, p.connector_id, c.name AS connector_name, p.allow_patterns,
-    p.block_patterns, p.updated_at FROM tool_policies p JOIN connectors c ON c.id = p.connector_id";
+    p.block_patterns, p.allow_risk, p.block_risk, p.resources, p.prompts, p.updated_at FROM tool_policies p JOIN connectors c ON c.id = p.connector_id";
 
 impl Store {
-    /// Sets (replaces) a group's rules on a connector. Both must exist; the patterns are validated.
+    /// Sets (replaces) a group's name rules on a connector (the Foundation's shape).
     pub async fn put_policy(
         &self,
         group_id: &str,
@@ -51,7 +60,18 @@ impl Store {
         allow: Vec<String>,
         block: Vec<String>,
     ) -> Result<ToolPolicy> {
-        let rules = ToolRules::normalized(allow, block).map_err(Error::Invalid)?;
+        self.put_rules(group_id, connector_id, ToolRules::names(allow, block))
+            .await
+    }
+
+    /// Sets (replaces) a group's rules on a connector. Both must exist; the rules are validated.
+    pub async fn put_rules(
+        &self,
+        group_id: &str,
+        connector_id: &str,
+        rules: ToolRules,
+    ) -> Result<ToolPolicy> {
+        let rules = rules.validated().map_err(Error::Invalid)?;
         let mut tx = self.write_tx().await?;
         require_exists(
             &mut tx,
@@ -68,16 +88,23 @@ impl Store {
         )
         .await?;
         sqlx::query(
-            "INSERT INTO tool_policies (group_id, connector_id, allow_patterns, block_patterns, updated_at)
-             VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO tool_policies (group_id, connector_id, allow_patterns, block_patterns, allow_risk,
+                block_risk, resources, prompts, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (group_id, connector_id) DO UPDATE
              SET allow_patterns = excluded.allow_patterns, block_patterns = excluded.block_patterns,
+                 allow_risk = excluded.allow_risk, block_risk = excluded.block_risk,
+                 resources = excluded.resources, prompts = excluded.prompts,
                  updated_at = excluded.updated_at",
         )
         .bind(group_id)
         .bind(connector_id)
         .bind(to_json_list(&rules.allow))
         .bind(to_json_list(&rules.block))
+        .bind(rules.allow_risk.map(Risk::as_str))
+        .bind(rules.block_risk.map(Risk::as_str))
+        .bind(to_json_list(&rules.resources))
+        .bind(to_json_list(&rules.prompts))
         .bind(self.now_ms())
         .execute(&mut *tx)
         .await?;
@@ -110,14 +137,23 @@ impl Store {
             .map(|r| {
                 let p = ToolPolicy::from(r);
                 PolicyRow {
+                    rules: p.rules(),
                     group_id: p.group_id,
                     connector_id: p.connector_id,
-                    rules: ToolRules {
-                        allow: p.allow,
-                        block: p.block,
-                    },
                 }
             })
             .collect())
+    }
+}
+
+impl Store {
+    /// Removes a group's rules on a connector (no rules: default deny).
+    pub async fn delete_policy(&self, group_id: &str, connector_id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM tool_policies WHERE group_id = $1 AND connector_id = $2")
+            .bind(group_id)
+            .bind(connector_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

@@ -15,6 +15,8 @@ pub mod keys {
     pub const AUDIT_INTEGRITY: &str = "audit.integrity";
     /// `DlpSettings`: detectors and actions for tool traffic.
     pub const DLP: &str = "dlp";
+    /// `CatalogSettings`: how changed tool definitions are treated.
+    pub const CATALOG: &str = "catalog";
 }
 use crate::{Error, Result};
 use serde::Serialize;

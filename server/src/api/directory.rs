@@ -32,13 +32,27 @@ pub struct CreateGroup {
     pub display_name: String,
 }
 
-/// A group's rules on one connector: upstream tool names or `*` patterns; a block wins.
+/// A group's rules on one connector: upstream tool names or `*` patterns, risk levels,
+/// resources and prompts; any block wins (see docs/policy.md).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutPolicy {
+    #[serde(default)]
     pub allow: Vec<String>,
     #[serde(default)]
     pub block: Vec<String>,
+    /// Allow every tool of at most this risk (`low`, `normal`, `consequential`, `high`, `infrastructure`).
+    #[serde(default)]
+    pub allow_risk: Option<toolgate_domain::risk::Risk>,
+    /// Block every tool of at least this risk.
+    #[serde(default)]
+    pub block_risk: Option<toolgate_domain::risk::Risk>,
+    /// Resource URI globs the group may read.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Prompt name globs the group may get.
+    #[serde(default)]
+    pub prompts: Vec<String>,
 }
 
 /// A personal access token to create.
@@ -166,20 +180,66 @@ pub(super) async fn put_policy(
     Path((group_id, connector_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<PutPolicy>,
 ) -> ApiResult<ApiJson<ToolPolicy>> {
+    let connector = state.store.find_connector(&connector_id).await?;
+    let before = state
+        .store
+        .group_policies(&group_id)
+        .await?
+        .into_iter()
+        .find(|p| p.connector_id == connector.id);
     let policy = state
         .store
-        .put_policy(&group_id, &connector_id, body.allow, body.block)
+        .put_rules(
+            &group_id,
+            &connector.id,
+            toolgate_domain::policy::ToolRules {
+                allow: body.allow,
+                block: body.block,
+                allow_risk: body.allow_risk,
+                block_risk: body.block_risk,
+                resources: body.resources,
+                prompts: body.prompts,
+            },
+        )
         .await?;
     super::audit_change(
         &state,
         &admin,
         "admin.policy.put",
-        None,
+        before.and_then(|b| serde_json::to_value(&b).ok()),
         serde_json::to_value(&policy).ok(),
     )
     .await;
     changed(&state).await;
     Ok(ApiJson(policy))
+}
+
+#[utoipa::path(delete, path = "/api/v1/groups/{group_id}/policies/{connector_id}",
+    responses((status = 204), (status = 404, body = super::ErrorBody)))]
+pub(super) async fn delete_policy(
+    admin: AdminCaller,
+    State(state): State<AppState>,
+    Path((group_id, connector_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let connector = state.store.find_connector(&connector_id).await?;
+    let before = state
+        .store
+        .group_policies(&group_id)
+        .await?
+        .into_iter()
+        .find(|p| p.connector_id == connector.id)
+        .ok_or(toolgate_domain::Error::NotFound("policy"))?;
+    state.store.delete_policy(&group_id, &connector.id).await?;
+    super::audit_change(
+        &state,
+        &admin,
+        "admin.policy.delete",
+        serde_json::to_value(&before).ok(),
+        None,
+    )
+    .await;
+    changed(&state).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{user_id}/tokens", request_body = CreateToken,

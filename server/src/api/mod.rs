@@ -4,6 +4,7 @@
 pub(crate) mod audit;
 mod connectors;
 mod directory;
+mod policy;
 pub mod settings;
 
 use crate::http::{ApiError, ApiJson};
@@ -22,6 +23,18 @@ pub use directory::{CreateGroup, CreateToken, CreateUser, PutPolicy, TokenCreate
     paths(
         connectors::create_connector,
         connectors::list_connectors,
+        connectors::get_connector,
+        connectors::update_connector,
+        connectors::delete_connector,
+        connectors::refresh,
+        connectors::list_tools,
+        connectors::review_tool,
+        connectors::set_risk,
+        connectors::review_queue,
+        connectors::get_catalog_settings,
+        connectors::put_catalog_settings,
+        policy::simulate,
+        policy::who_can_call,
         directory::create_user,
         directory::list_users,
         directory::create_group,
@@ -29,6 +42,7 @@ pub use directory::{CreateGroup, CreateToken, CreateUser, PutPolicy, TokenCreate
         directory::put_member,
         directory::delete_member,
         directory::put_policy,
+        directory::delete_policy,
         directory::create_token,
         audit::list_audit,
         audit::get_event,
@@ -44,6 +58,23 @@ pub use directory::{CreateGroup, CreateToken, CreateUser, PutPolicy, TokenCreate
     components(schemas(
         toolgate_domain::model::Connector,
         toolgate_domain::model::Transport,
+        toolgate_domain::model::UpstreamOAuth,
+        toolgate_domain::model::ConnectorStatus,
+        toolgate_domain::model::ConnectorHealth,
+        toolgate_domain::model::CatalogTool,
+        toolgate_domain::model::Simulation,
+        toolgate_domain::model::SimulatedSubject,
+        toolgate_domain::model::ConnectorAccess,
+        toolgate_domain::model::ToolAccess,
+        toolgate_domain::model::WhoCanCall,
+        toolgate_domain::model::SubjectDecision,
+        toolgate_domain::risk::Risk,
+        toolgate_domain::risk::ToolHints,
+        toolgate_domain::policy::Review,
+        toolgate_domain::store::CatalogSync,
+        toolgate_domain::store::CatalogSettings,
+        connectors::OAuthInput, connectors::CreatedConnector, connectors::DiscoveryReport,
+        connectors::UpdateConnector, connectors::ReviewInput, connectors::RiskInput,
         toolgate_domain::model::User,
         toolgate_domain::model::Group,
         toolgate_domain::model::ToolPolicy,
@@ -107,6 +138,29 @@ pub fn router() -> Router<AppState> {
             post(connectors::create_connector).get(connectors::list_connectors),
         )
         .route(
+            "/connectors/{connector}",
+            get(connectors::get_connector)
+                .patch(connectors::update_connector)
+                .delete(connectors::delete_connector),
+        )
+        .route("/connectors/{connector}/refresh", post(connectors::refresh))
+        .route("/connectors/{connector}/tools", get(connectors::list_tools))
+        .route(
+            "/connectors/{connector}/tools/{tool}/review",
+            post(connectors::review_tool),
+        )
+        .route(
+            "/connectors/{connector}/tools/{tool}/risk",
+            put(connectors::set_risk),
+        )
+        .route("/catalog/review", get(connectors::review_queue))
+        .route(
+            "/settings/catalog",
+            get(connectors::get_catalog_settings).put(connectors::put_catalog_settings),
+        )
+        .route("/policy/simulate", get(policy::simulate))
+        .route("/policy/who-can-call", get(policy::who_can_call))
+        .route(
             "/users",
             post(directory::create_user).get(directory::list_users),
         )
@@ -121,7 +175,7 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/groups/{group_id}/policies/{connector_id}",
-            put(directory::put_policy),
+            put(directory::put_policy).delete(directory::delete_policy),
         )
         .route("/audit", get(audit::list_audit))
         .route("/audit/export", get(audit::export))

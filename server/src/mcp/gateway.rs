@@ -1,13 +1,17 @@
 //! The MCP server agents talk to: aggregates the tools of every enabled connector as
-//! `{connector}__{tool}`, shows each caller only what policy allows, and relays allowed calls,
-//! auditing every one.
+//! `{connector}__{tool}` (or, at `/mcp/{connector}`, one connector's tools under their own
+//! names), shows each caller only what policy allows, relays allowed calls, resources and
+//! prompts, and audits every one. Listings that show tools the catalog does not know yet (new or
+//! changed definitions) are recorded in the catalog before anything is decided.
 
 use super::upstream::{UpstreamError, Upstreams};
 use crate::metrics_names::{AUDIT_FAILURES, DLP_FINDINGS, TOOL_CALLS, UPSTREAM_LATENCY};
 use futures::future::join_all;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ErrorCode, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ErrorCode, GetPromptRequestParams,
+    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -38,6 +42,19 @@ pub struct GatewayShared {
     pub clock: SharedClock,
     /// Forward calls even when their audit event cannot be written (`audit_fail_open`).
     pub fail_open: bool,
+    pub catalog: crate::connectors::Catalog,
+}
+
+/// Put into a request by the `/mcp/{connector}` route: this session sees one connector, its
+/// tools and prompts under their own names.
+#[derive(Clone, Debug)]
+pub struct ConnectorScope(pub String);
+
+fn scope(ctx: &RequestContext<RoleServer>) -> Option<String> {
+    ctx.extensions
+        .get::<http::request::Parts>()
+        .and_then(|p| p.extensions.get::<ConnectorScope>())
+        .map(|s| s.0.clone())
 }
 
 /// One MCP session's handler (rmcp makes one per session).
@@ -73,12 +90,18 @@ fn not_permitted(name: &str) -> ErrorData {
 
 impl ServerHandler for Gateway {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("toolgate", env!("CARGO_PKG_VERSION")))
-            .with_instructions(
-                "Toolgate relays the tools of your organisation's MCP servers as \
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_prompts()
+                .build(),
+        )
+        .with_server_info(Implementation::new("toolgate", env!("CARGO_PKG_VERSION")))
+        .with_instructions(
+            "Toolgate relays the tools of your organisation's MCP servers as \
                  {connector}__{tool}; you see only the tools your groups allow.",
-            )
+        )
     }
 
     async fn list_tools(
@@ -87,9 +110,30 @@ impl ServerHandler for Gateway {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let who = principal(&ctx)?;
-        let snap = self.shared.snapshot.get();
-        let connectors: Vec<_> = snap.enabled_connectors().cloned().collect();
+        let scope = scope(&ctx);
+        let mut snap = self.shared.snapshot.get();
+        let connectors: Vec<_> = match &scope {
+            Some(name) => snap.connector(name).cloned().into_iter().collect(),
+            None => snap.enabled_connectors().cloned().collect(),
+        };
         let fetched = join_all(connectors.iter().map(|c| self.shared.upstreams.tools(c))).await;
+        // New or changed definitions go to the catalog first (new ones wait for review there).
+        let mut recorded = false;
+        for (c, tools) in connectors.iter().zip(&fetched) {
+            if let Ok(tools) = tools
+                && self.shared.catalog.drifted(&c.connector.name, tools)
+            {
+                match self.shared.catalog.record(c, tools).await {
+                    Ok(_) => recorded = true,
+                    Err(e) => {
+                        tracing::error!(connector = %c.connector.name, error = %e, "recording the tool catalog failed")
+                    }
+                }
+            }
+        }
+        if recorded {
+            snap = self.shared.snapshot.get();
+        }
         let mut out: Vec<Tool> = Vec::new();
         for (c, tools) in connectors.iter().zip(fetched) {
             let name = &c.connector.name;
@@ -103,6 +147,10 @@ impl ServerHandler for Gateway {
             };
             for tool in tools.iter() {
                 if !snap.decide(&who, name, &tool.name).is_allowed() {
+                    continue;
+                }
+                if scope.is_some() {
+                    out.push(tool.clone());
                     continue;
                 }
                 let Some(exposed) = exposed_tool_name(name, &tool.name) else {
@@ -126,8 +174,12 @@ impl ServerHandler for Gateway {
         let who = principal(&ctx)?;
         let meta = CallMeta::of(&ctx);
         let exposed = request.name.to_string();
-        let snap = self.shared.snapshot.get();
-        let (connector, tool) = split_exposed_tool_name(&exposed).unwrap_or(("", &exposed));
+        let scope = scope(&ctx);
+        let (connector, tool) = match &scope {
+            Some(c) => (c.as_str(), exposed.as_str()),
+            None => split_exposed_tool_name(&exposed).unwrap_or(("", &exposed)),
+        };
+        let (snap, discovery_failed) = self.snapshot_knowing(connector, tool).await;
         let verdict = if connector.is_empty() {
             toolgate_domain::policy::Verdict::Deny {
                 rule: "not a {connector}__{tool} name".into(),
@@ -185,6 +237,21 @@ impl ServerHandler for Gateway {
             .connector(connector)
             .filter(|_| verdict.is_allowed())
             .cloned();
+        // A connector whose tools could never be discovered: those with rules there learn why.
+        if target.is_none()
+            && let Some(e) = discovery_failed
+            && snap.has_rules_on(&who, connector)
+        {
+            event.outcome = Outcome::UpstreamError;
+            event.error = Some(e.to_string());
+            event.latency_us = started.elapsed().as_micros() as i64;
+            self.record(event, false).await?;
+            return Err(ErrorData::new(
+                UPSTREAM_UNAVAILABLE,
+                format!("tool \"{exposed}\" failed: {e}"),
+                None,
+            ));
+        }
         let Some(target) = target else {
             tracing::info!(principal = %who.user_name, tool = %exposed, rule = %verdict.rule(), "tool call denied");
             event.latency_us = started.elapsed().as_micros() as i64;
@@ -308,6 +375,281 @@ impl ServerHandler for Gateway {
         self.record(done, true).await?;
         response.map(CallToolResponse::from)
     }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let who = principal(&ctx)?;
+        let scope = scope(&ctx);
+        let snap = self.shared.snapshot.get();
+        let connectors = self.in_scope(&snap, &scope);
+        let fetched = join_all(
+            connectors
+                .iter()
+                .map(|c| self.shared.upstreams.list_resources(c)),
+        )
+        .await;
+        let mut out = Vec::new();
+        for (c, listed) in connectors.iter().zip(fetched) {
+            let name = &c.connector.name;
+            let Ok(resources) = listed else {
+                continue;
+            };
+            for mut r in resources {
+                if !snap.decide_resource(&who, name, &r.uri).is_allowed() {
+                    continue;
+                }
+                if scope.is_none() {
+                    r.uri = aggregate_uri(name, &r.uri);
+                }
+                out.push(r);
+            }
+        }
+        Ok(ListResourcesResult::with_all_items(out))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let who = principal(&ctx)?;
+        let scope = scope(&ctx);
+        let snap = self.shared.snapshot.get();
+        let connectors = self.in_scope(&snap, &scope);
+        let fetched = join_all(
+            connectors
+                .iter()
+                .map(|c| self.shared.upstreams.list_resource_templates(c)),
+        )
+        .await;
+        let mut out = Vec::new();
+        for (c, listed) in connectors.iter().zip(fetched) {
+            let name = &c.connector.name;
+            let Ok(templates) = listed else {
+                continue;
+            };
+            for mut t in templates {
+                // A template is offered when its literal part could match an allowed resource
+                // pattern; every read is still decided on the concrete URI.
+                let literal = t.uri_template.split('{').next().unwrap_or_default();
+                if !snap
+                    .decide_resource(&who, name, &format!("{literal}*"))
+                    .is_allowed()
+                    && !snap.decide_resource(&who, name, literal).is_allowed()
+                {
+                    continue;
+                }
+                if scope.is_none() {
+                    t.uri_template = aggregate_uri(name, &t.uri_template);
+                }
+                out.push(t);
+            }
+        }
+        Ok(ListResourceTemplatesResult::with_all_items(out))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let started = Instant::now();
+        let who = principal(&ctx)?;
+        let meta = CallMeta::of(&ctx);
+        let scope = scope(&ctx);
+        let asked = request.uri.clone();
+        let (connector, uri) = match &scope {
+            Some(c) => (c.clone(), asked.clone()),
+            None => split_aggregate_uri(&asked)
+                .map(|(c, u)| (c.to_string(), u.to_string()))
+                .unwrap_or_default(),
+        };
+        let snap = self.shared.snapshot.get();
+        let verdict = if connector.is_empty() {
+            toolgate_domain::policy::Verdict::Deny {
+                rule: "not a {connector}+{uri} resource URI".into(),
+            }
+        } else {
+            snap.decide_resource(&who, &connector, &uri)
+        };
+        let mut event = self.access_event(&who, &meta, "resource_read", &connector, &uri, &verdict);
+        let target = snap
+            .connector(&connector)
+            .filter(|_| verdict.is_allowed())
+            .cloned();
+        let Some(target) = target else {
+            event.latency_us = started.elapsed().as_micros() as i64;
+            self.record(event, false).await?;
+            return Err(ErrorData::resource_not_found(
+                format!("resource \"{asked}\" is not permitted for this caller"),
+                None,
+            ));
+        };
+        let mut upstream_request = request;
+        upstream_request.uri = uri.clone();
+        let result = self
+            .shared
+            .upstreams
+            .read_resource(&target, upstream_request)
+            .await;
+        let dlp = snap.dlp_plan(&who, &connector);
+        let response = match result {
+            Ok(r) => {
+                let mut value = serde_json::to_value(&r).unwrap_or_default();
+                let mut findings = Findings::new();
+                if let Some(items) = value.get_mut("contents").and_then(|c| c.as_array_mut()) {
+                    for item in items {
+                        if let Some(plan) = dlp.as_ref()
+                            && let Some(text) = item.get_mut("text")
+                        {
+                            for (k, n) in plan
+                                .dlp
+                                .scanner
+                                .scan_json(text, plan.action == DlpAction::Redact)
+                            {
+                                *findings.entry(k).or_insert(0) += n;
+                            }
+                        }
+                        if scope.is_none()
+                            && let Some(u) = item.get_mut("uri")
+                            && let Some(s) = u.as_str()
+                        {
+                            *u = serde_json::Value::String(aggregate_uri(&connector, s));
+                        }
+                    }
+                }
+                event.bytes_out = serde_json::to_vec(&value).ok().map(|v| v.len() as i64);
+                let blocked = !findings.is_empty()
+                    && dlp.as_ref().is_some_and(|p| p.action == DlpAction::Block);
+                if let Some(plan) = dlp.as_ref()
+                    && !findings.is_empty()
+                {
+                    count_findings(&findings, plan.action);
+                }
+                let names = finding_names(&findings);
+                event.dlp_findings = findings;
+                if blocked {
+                    event.outcome = Outcome::Blocked;
+                    event.error = Some(format!("resource withheld by DLP: it contains {names}"));
+                    Err(ErrorData::new(
+                        DLP_BLOCKED,
+                        format!(
+                            "resource \"{asked}\" was withheld: it contains {names} (data-loss prevention)"
+                        ),
+                        None,
+                    ))
+                } else {
+                    event.outcome = Outcome::Ok;
+                    serde_json::from_value::<rmcp::model::ReadResourceResult>(value)
+                        .map(ReadResourceResponse::from)
+                        .map_err(|_| {
+                            ErrorData::internal_error("the resource could not be relayed", None)
+                        })
+                }
+            }
+            Err(e) => Err(self.upstream_failed(&mut event, e, &format!("resource \"{asked}\""))),
+        };
+        event.latency_us = started.elapsed().as_micros() as i64;
+        self.record(event, true).await?;
+        response
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let who = principal(&ctx)?;
+        let scope = scope(&ctx);
+        let snap = self.shared.snapshot.get();
+        let connectors = self.in_scope(&snap, &scope);
+        let fetched = join_all(
+            connectors
+                .iter()
+                .map(|c| self.shared.upstreams.list_prompts(c)),
+        )
+        .await;
+        let mut out = Vec::new();
+        for (c, listed) in connectors.iter().zip(fetched) {
+            let name = &c.connector.name;
+            let Ok(prompts) = listed else {
+                continue;
+            };
+            for mut p in prompts {
+                if !snap.decide_prompt(&who, name, &p.name).is_allowed() {
+                    continue;
+                }
+                if scope.is_none() {
+                    let Some(exposed) = exposed_tool_name(name, &p.name) else {
+                        continue;
+                    };
+                    p.name = exposed;
+                }
+                out.push(p);
+            }
+        }
+        Ok(ListPromptsResult::with_all_items(out))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let started = Instant::now();
+        let who = principal(&ctx)?;
+        let meta = CallMeta::of(&ctx);
+        let scope = scope(&ctx);
+        let exposed = request.name.clone();
+        let (connector, prompt) = match &scope {
+            Some(c) => (c.clone(), exposed.clone()),
+            None => split_exposed_tool_name(&exposed)
+                .map(|(c, p)| (c.to_string(), p.to_string()))
+                .unwrap_or_default(),
+        };
+        let snap = self.shared.snapshot.get();
+        let verdict = if connector.is_empty() {
+            toolgate_domain::policy::Verdict::Deny {
+                rule: "not a {connector}__{prompt} name".into(),
+            }
+        } else {
+            snap.decide_prompt(&who, &connector, &prompt)
+        };
+        let mut event = self.access_event(&who, &meta, "prompt_get", &connector, &prompt, &verdict);
+        let target = snap
+            .connector(&connector)
+            .filter(|_| verdict.is_allowed())
+            .cloned();
+        let Some(target) = target else {
+            event.latency_us = started.elapsed().as_micros() as i64;
+            self.record(event, false).await?;
+            return Err(ErrorData::invalid_params(
+                format!("prompt \"{exposed}\" is not permitted for this caller"),
+                None,
+            ));
+        };
+        let mut upstream_request = request;
+        upstream_request.name = prompt;
+        let response = match self
+            .shared
+            .upstreams
+            .get_prompt(&target, upstream_request)
+            .await
+        {
+            Ok(r) => {
+                event.outcome = Outcome::Ok;
+                event.bytes_out = serde_json::to_vec(&r).ok().map(|v| v.len() as i64);
+                Ok(GetPromptResponse::from(r))
+            }
+            Err(e) => Err(self.upstream_failed(&mut event, e, &format!("prompt \"{exposed}\""))),
+        };
+        event.latency_us = started.elapsed().as_micros() as i64;
+        self.record(event, true).await?;
+        response
+    }
 }
 
 /// Where a call came from, for the audit log.
@@ -409,7 +751,116 @@ fn count_findings(f: &Findings, action: DlpAction) {
     }
 }
 
+/// In the aggregated `/mcp`, a resource URI names its connector: `{connector}+{uri}` (a valid
+/// URI scheme, since connector names are `[a-z0-9-]`).
+fn aggregate_uri(connector: &str, uri: &str) -> String {
+    format!("{connector}+{uri}")
+}
+
+fn split_aggregate_uri(uri: &str) -> Option<(&str, &str)> {
+    let (c, rest) = uri.split_once('+')?;
+    toolgate_domain::names::validate_connector_name(c).ok()?;
+    (!rest.is_empty()).then_some((c, rest))
+}
+
 impl Gateway {
+    /// The connectors a listing covers: the scoped one, or every enabled one.
+    fn in_scope(
+        &self,
+        snap: &toolgate_domain::snapshot::Snapshot,
+        scope: &Option<String>,
+    ) -> Vec<Arc<toolgate_domain::store::ConnectorSecrets>> {
+        match scope {
+            Some(name) => snap.connector(name).cloned().into_iter().collect(),
+            None => snap.enabled_connectors().cloned().collect(),
+        }
+    }
+
+    /// The audit event of a resource read or prompt get (outcome filled in later).
+    fn access_event(
+        &self,
+        who: &Principal,
+        meta: &CallMeta,
+        kind: &str,
+        connector: &str,
+        target: &str,
+        verdict: &toolgate_domain::policy::Verdict,
+    ) -> NewAuditEvent {
+        NewAuditEvent {
+            principal_id: Some(who.user_id.clone()),
+            subject_kind: Some("person".into()),
+            client_name: meta.client_name.clone(),
+            client_id: Some(who.token_id.clone()),
+            session_id: meta.session_id.clone(),
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            connector: (!connector.is_empty()).then(|| connector.to_string()),
+            tool: Some(truncate_utf8(target, 1024).to_string()),
+            decision: if verdict.is_allowed() {
+                AuditDecision::Allow
+            } else {
+                AuditDecision::Deny
+            },
+            rule: Some(verdict.rule().to_string()),
+            outcome: Outcome::Denied,
+            request_id: meta.request_id.clone(),
+            call_id: Some(uuid::Uuid::new_v4().to_string()),
+            ..NewAuditEvent::new(self.shared.clock.now(), kind, &who.user_name)
+        }
+    }
+
+    /// Notes an upstream failure in the event and turns it into the caller's error.
+    fn upstream_failed(
+        &self,
+        event: &mut NewAuditEvent,
+        e: UpstreamError,
+        what: &str,
+    ) -> ErrorData {
+        event.outcome = Outcome::UpstreamError;
+        match e {
+            UpstreamError::Rpc(data) => {
+                event.error = Some(data.message.to_string());
+                data
+            }
+            other => {
+                event.error = Some(other.to_string());
+                ErrorData::new(
+                    UPSTREAM_UNAVAILABLE,
+                    format!("{what} failed: {other}"),
+                    None,
+                )
+            }
+        }
+    }
+
+    /// The snapshot to decide a call with. A connector whose catalog is still empty (created
+    /// while its upstream was down) gets its first discovery now, at most every few seconds; a
+    /// failed discovery is returned too.
+    async fn snapshot_knowing(
+        &self,
+        connector: &str,
+        tool: &str,
+    ) -> (
+        Arc<toolgate_domain::snapshot::Snapshot>,
+        Option<crate::connectors::DiscoveryError>,
+    ) {
+        let snap = self.shared.snapshot.get();
+        let needs_discovery = snap.catalog_entry(connector, tool).is_none()
+            && snap.catalog_of(connector).is_some_and(|c| c.is_empty());
+        if !needs_discovery {
+            return (snap, None);
+        }
+        let Some(c) = snap.connector(connector) else {
+            return (snap, None);
+        };
+        let failed = self
+            .shared
+            .catalog
+            .discover_throttled(&c.connector.id)
+            .await;
+        (self.shared.snapshot.get(), failed)
+    }
+
     /// Writes an audit event and waits until it is durable. If it cannot be written the caller
     /// gets an error instead (fail closed) unless `audit_fail_open` is set, in which case the
     /// failure is logged at error level and counted.

@@ -7,7 +7,7 @@ pub mod upstream;
 use crate::http::auth::bearer_token;
 use crate::state::AppState;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -55,17 +55,37 @@ pub fn router(state: &AppState, shutdown: CancellationToken) -> Router<AppState>
         audit: state.audit.clone(),
         clock: state.store.clock().clone(),
         fail_open: state.config.audit_fail_open,
+        catalog: state.catalog.clone(),
     };
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(allowed_hosts(&state.config.public_url()))
         .with_cancellation_token(shutdown);
+    let aggregate_shared = shared.clone();
     let service = StreamableHttpService::new(
+        move || Ok(Gateway::new(aggregate_shared.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config.clone(),
+    );
+    // One connector alone, its tools under their own names; sessions of their own.
+    let scoped = StreamableHttpService::new(
         move || Ok(Gateway::new(shared.clone())),
         Arc::new(LocalSessionManager::default()),
         config,
     );
+    let one_connector = move |Path(connector): Path<String>, mut req: Request| {
+        let svc = scoped.clone();
+        async move {
+            req.extensions_mut()
+                .insert(gateway::ConnectorScope(connector));
+            match tower::ServiceExt::oneshot(svc, req).await {
+                Ok(res) => res.into_response(),
+                Err(never) => match never {},
+            }
+        }
+    };
     Router::new()
         .route_service("/mcp", service)
+        .route("/mcp/{connector}", axum::routing::any(one_connector))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
 }
 

@@ -3,7 +3,9 @@
 //! cached until the upstream says they changed.
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation, Tool,
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig,
+    GetPromptRequestParams, GetPromptResult, Implementation, Prompt, ReadResourceRequestParams,
+    ReadResourceResult, Resource, ResourceTemplate, Tool,
 };
 use rmcp::service::{NotificationContext, Peer, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -13,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use toolgate_domain::model::ConnectorHealth;
 use toolgate_domain::store::ConnectorSecrets;
 
 /// Why an upstream could not serve a request.
@@ -32,15 +35,19 @@ pub enum UpstreamError {
     Misconfigured(String, String),
 }
 
-/// Client side handler: notes `tools/list_changed` so the next list refetches.
+/// Client side handler: notes `tools/list_changed` so the next list refetches, and tells the
+/// catalog (through `Upstreams::tool_changes`) so it can look for new or changed tools.
 #[derive(Clone)]
 struct UpstreamClient {
+    connector_id: String,
     tools_stale: Arc<AtomicBool>,
+    changes: tokio::sync::broadcast::Sender<String>,
 }
 
 impl ClientHandler for UpstreamClient {
     async fn on_tool_list_changed(&self, _ctx: NotificationContext<RoleClient>) {
         self.tools_stale.store(true, Ordering::SeqCst);
+        let _ = self.changes.send(self.connector_id.clone());
     }
 
     fn get_info(&self) -> ClientConfig {
@@ -67,6 +74,8 @@ struct Slot {
 /// The pool of upstream connections, keyed by connector id.
 pub struct Upstreams {
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    health: Mutex<HashMap<String, ConnectorHealth>>,
+    changes: tokio::sync::broadcast::Sender<String>,
     http: reqwest::Client,
     call_timeout: Duration,
     connect_timeout: Duration,
@@ -91,6 +100,8 @@ impl Upstreams {
             .unwrap_or_default();
         Upstreams {
             slots: Mutex::new(HashMap::new()),
+            health: Mutex::new(HashMap::new()),
+            changes: tokio::sync::broadcast::Sender::new(256),
             http,
             call_timeout,
             connect_timeout,
@@ -140,7 +151,9 @@ impl Upstreams {
         let transport = StreamableHttpClientTransport::with_client(self.http.clone(), cfg);
         let tools_stale = Arc::new(AtomicBool::new(true));
         let handler = UpstreamClient {
+            connector_id: c.connector.id.clone(),
             tools_stale: tools_stale.clone(),
+            changes: self.changes.clone(),
         };
         let service = tokio::time::timeout(self.connect_timeout, handler.serve(transport))
             .await
@@ -231,6 +244,116 @@ impl Upstreams {
                 self.call_timeout,
             )),
         }
+    }
+
+    /// The connector's tools, fetched now (the cache is refreshed too).
+    pub async fn refresh_tools(
+        &self,
+        c: &ConnectorSecrets,
+    ) -> Result<Arc<Vec<Tool>>, UpstreamError> {
+        let slot = self.slot(&c.connector.id);
+        if let Some(l) = slot.live.lock().await.as_ref() {
+            l.tools_stale.store(true, Ordering::SeqCst);
+        }
+        self.tools(c).await
+    }
+
+    /// Connects with settings that are not saved yet, lists the tools and disconnects (the add
+    /// wizard's "test connection").
+    pub async fn probe(&self, c: &ConnectorSecrets) -> Result<Vec<Tool>, UpstreamError> {
+        let mut live = self.connect(c).await?;
+        let listed =
+            tokio::time::timeout(self.call_timeout, live.service.peer().list_all_tools()).await;
+        let _ = live
+            .service
+            .close_with_timeout(Duration::from_millis(500))
+            .await;
+        match listed {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(ServiceError::McpError(e))) => Err(UpstreamError::Rpc(e)),
+            Ok(Err(_)) => Err(UpstreamError::Unreachable(c.connector.name.clone())),
+            Err(_) => Err(UpstreamError::Timeout(
+                c.connector.name.clone(),
+                self.call_timeout,
+            )),
+        }
+    }
+
+    /// Runs one request on the connector's shared client, within the call timeout.
+    async fn request<T, F, Fut>(&self, c: &ConnectorSecrets, f: F) -> Result<T, UpstreamError>
+    where
+        F: FnOnce(Peer<RoleClient>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ServiceError>>,
+    {
+        let peer = self.peer(c).await?;
+        match tokio::time::timeout(self.call_timeout, f(peer)).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(self.fail(c, e).await),
+            Err(_) => Err(UpstreamError::Timeout(
+                c.connector.name.clone(),
+                self.call_timeout,
+            )),
+        }
+    }
+
+    /// The connector's resources.
+    pub async fn list_resources(
+        &self,
+        c: &ConnectorSecrets,
+    ) -> Result<Vec<Resource>, UpstreamError> {
+        self.request(c, |p| async move { p.list_all_resources().await })
+            .await
+    }
+
+    /// The connector's resource templates.
+    pub async fn list_resource_templates(
+        &self,
+        c: &ConnectorSecrets,
+    ) -> Result<Vec<ResourceTemplate>, UpstreamError> {
+        self.request(c, |p| async move { p.list_all_resource_templates().await })
+            .await
+    }
+
+    /// Reads one resource.
+    pub async fn read_resource(
+        &self,
+        c: &ConnectorSecrets,
+        params: ReadResourceRequestParams,
+    ) -> Result<ReadResourceResult, UpstreamError> {
+        self.request(c, |p| async move { p.read_resource(params).await })
+            .await
+    }
+
+    /// The connector's prompts.
+    pub async fn list_prompts(&self, c: &ConnectorSecrets) -> Result<Vec<Prompt>, UpstreamError> {
+        self.request(c, |p| async move { p.list_all_prompts().await })
+            .await
+    }
+
+    /// Gets one prompt.
+    pub async fn get_prompt(
+        &self,
+        c: &ConnectorSecrets,
+        params: GetPromptRequestParams,
+    ) -> Result<GetPromptResult, UpstreamError> {
+        self.request(c, |p| async move { p.get_prompt(params).await })
+            .await
+    }
+
+    /// Connector ids whose upstream announced `tools/list_changed`.
+    pub fn tool_changes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+
+    /// How a connector looks from this replica.
+    pub fn health(&self, connector_id: &str) -> ConnectorHealth {
+        let map = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(connector_id)
+            .cloned()
+            .unwrap_or_else(|| ConnectorHealth {
+                status: "unknown".into(),
+                ..ConnectorHealth::default()
+            })
     }
 
     async fn fail(&self, c: &ConnectorSecrets, e: ServiceError) -> UpstreamError {

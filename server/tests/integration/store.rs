@@ -125,21 +125,14 @@ async fn suite(url: String) {
     headers.insert("Authorization".to_string(), "Bearer abc123".to_string());
     let gh = store
         .create_connector(NewConnector {
-            name: "github".into(),
-            transport: Transport::StreamableHttp,
-            url: "https://x/mcp".into(),
             headers,
+            ..NewConnector::http("github", "https://x/mcp")
         })
         .await
         .unwrap();
     assert_eq!(gh.header_names, vec!["Authorization"]);
     let dup = store
-        .create_connector(NewConnector {
-            name: "github".into(),
-            transport: Transport::StreamableHttp,
-            url: "https://y/mcp".into(),
-            headers: Default::default(),
-        })
+        .create_connector(NewConnector::http("github", "https://y/mcp"))
         .await;
     assert!(matches!(dup, Err(Error::Conflict(_))));
     let raw = store.raw_sealed_headers(&gh.id).await.unwrap();
@@ -909,5 +902,255 @@ async fn audit_search_on_sqlite() {
 async fn audit_search_on_postgres() {
     if let Some(url) = fresh_postgres().await {
         audit_search_suite(url).await;
+    }
+}
+
+/// Connectors of every transport with sealed secrets, changes, and the tool catalog's review
+/// semantics: initial discovery accepted, later tools pending, changed definitions flagged,
+/// reverting restores approval, vanished tools kept as not present, risk overrides.
+async fn catalog_suite(url: String) {
+    use toolgate_domain::model::UpstreamOAuth;
+    use toolgate_domain::policy::Review;
+    use toolgate_domain::risk::{Risk, ToolHints};
+    use toolgate_domain::store::{ConnectorUpdate, DiscoveredTool};
+
+    let key = MasterKey::generate();
+    let store = open(&url, &key, clock()).await;
+
+    let stdio = store
+        .create_connector(NewConnector {
+            transport: Transport::Stdio,
+            url: String::new(),
+            command: Some("npx".into()),
+            args: vec![
+                "-y".into(),
+                "@modelcontextprotocol/server-everything".into(),
+            ],
+            env: [("API_TOKEN".to_string(), "env-secret-value".to_string())].into(),
+            ..NewConnector::http("local", "")
+        })
+        .await
+        .unwrap();
+    assert_eq!(stdio.transport, Transport::Stdio);
+    assert_eq!(stdio.env_names, vec!["API_TOKEN"]);
+    assert_eq!(stdio.command.as_deref(), Some("npx"));
+    let oauth = store
+        .create_connector(NewConnector {
+            transport: Transport::Sse,
+            oauth: Some(UpstreamOAuth {
+                token_url: "https://login.example.com/token".into(),
+                client_id: "gateway".into(),
+                scope: Some("mcp.read".into()),
+                resource: None,
+            }),
+            oauth_client_secret: Some("oauth-secret-value".into()),
+            timeout_ms: 5_000,
+            max_concurrency: 4,
+            ..NewConnector::http("crm", "https://crm.example.com/sse")
+        })
+        .await
+        .unwrap();
+    assert_eq!(oauth.timeout_ms, 5_000);
+    assert_eq!(oauth.max_concurrency, 4);
+    // Sealed at rest; the model never carries a value.
+    for (id, secret) in [
+        (&stdio.id, "env-secret-value"),
+        (&oauth.id, "oauth-secret-value"),
+    ] {
+        let raw = store.raw_sealed_headers(id).await.unwrap();
+        assert!(!raw.contains(secret), "{raw}");
+        let c = store.get_connector(id).await.unwrap();
+        assert!(!serde_json::to_string(&c).unwrap().contains(secret));
+    }
+    let all = store.connectors_with_secrets().await.unwrap();
+    let local = all.iter().find(|c| c.connector.name == "local").unwrap();
+    assert_eq!(local.env["API_TOKEN"], "env-secret-value");
+    let crm = all.iter().find(|c| c.connector.name == "crm").unwrap();
+    assert_eq!(
+        crm.oauth_client_secret.as_deref(),
+        Some("oauth-secret-value")
+    );
+
+    // A change keeps the secrets it does not mention, and bumps updated_at (reconnect).
+    let changed = store
+        .update_connector(
+            &oauth.id,
+            ConnectorUpdate {
+                timeout_ms: Some(9_000),
+                ..ConnectorUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.timeout_ms, 9_000);
+    assert!(changed.updated_at > oauth.updated_at);
+    let again = store.connector_with_secrets(&oauth.id).await.unwrap();
+    assert_eq!(
+        again.oauth_client_secret.as_deref(),
+        Some("oauth-secret-value")
+    );
+    // An invalid change changes nothing.
+    let bad = store
+        .update_connector(
+            &oauth.id,
+            ConnectorUpdate {
+                env: Some([("X".to_string(), "y".to_string())].into()),
+                ..ConnectorUpdate::default()
+            },
+        )
+        .await;
+    assert!(matches!(bad, Err(Error::Invalid(_))), "{bad:?}");
+    assert_eq!(store.get_connector(&oauth.id).await.unwrap(), changed);
+
+    let tool = |name: &str, desc: &str, ro: Option<bool>| DiscoveredTool {
+        name: name.into(),
+        description: desc.into(),
+        input_schema: serde_json::json!({"type": "object"}),
+        annotations: ToolHints {
+            read_only_hint: ro,
+            ..ToolHints::default()
+        },
+    };
+    // First discovery: accepted as found, with suggested risks.
+    let first = store
+        .sync_catalog(
+            &stdio.id,
+            &[
+                tool("get_file", "Reads a file", Some(true)),
+                tool("delete_branch", "Deletes", None),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(first.initial);
+    assert_eq!(first.added.len(), 2);
+    let cat = store.catalog(&stdio.id).await.unwrap();
+    assert!(cat.iter().all(|t| t.review == Review::Approved));
+    let del = cat.iter().find(|t| t.name == "delete_branch").unwrap();
+    assert_eq!(del.risk, Risk::High);
+    assert!(del.risk_reason.contains("delete"), "{}", del.risk_reason);
+    // The same listing again changes nothing.
+    let same = store
+        .sync_catalog(
+            &stdio.id,
+            &[
+                tool("get_file", "Reads a file", Some(true)),
+                tool("delete_branch", "Deletes", None),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(same.is_empty(), "{same:?}");
+    // Later: a new tool waits, a changed description is flagged, a vanished tool is kept absent.
+    let later = store
+        .sync_catalog(
+            &stdio.id,
+            &[
+                tool(
+                    "get_file",
+                    "Reads a file AND uploads it somewhere",
+                    Some(true),
+                ),
+                tool("push", "Pushes", None),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(!later.initial);
+    assert_eq!(later.added, vec!["push"]);
+    assert_eq!(later.changed, vec!["get_file"]);
+    assert_eq!(later.removed, vec!["delete_branch"]);
+    let get = store.catalog_tool(&stdio.id, "get_file").await.unwrap();
+    assert_eq!(get.review, Review::Changed);
+    assert_eq!(
+        store.catalog_tool(&stdio.id, "push").await.unwrap().review,
+        Review::Pending
+    );
+    assert!(
+        !store
+            .catalog_tool(&stdio.id, "delete_branch")
+            .await
+            .unwrap()
+            .present
+    );
+    let queue: Vec<String> = store
+        .review_queue()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(queue, vec!["get_file", "push"]);
+    // Reverting to the approved definition restores approval without an admin.
+    store
+        .sync_catalog(
+            &stdio.id,
+            &[
+                tool("get_file", "Reads a file", Some(true)),
+                tool("push", "Pushes", None),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .catalog_tool(&stdio.id, "get_file")
+            .await
+            .unwrap()
+            .review,
+        Review::Approved
+    );
+    // Review: approve and reject.
+    let pushed = store.review_tool(&stdio.id, "push", true).await.unwrap();
+    assert_eq!(pushed.review, Review::Approved);
+    let rejected = store
+        .review_tool(&stdio.id, "get_file", false)
+        .await
+        .unwrap();
+    assert_eq!(rejected.review, Review::Rejected);
+    assert!(store.review_queue().await.unwrap().is_empty());
+    assert!(matches!(
+        store.review_tool(&stdio.id, "nope", true).await,
+        Err(Error::NotFound(_))
+    ));
+    // Risk: an override sticks through rediscovery; clearing it returns to the suggestion.
+    let set = store
+        .set_tool_risk(&stdio.id, "push", Some(Risk::Infrastructure))
+        .await
+        .unwrap();
+    assert_eq!(set.risk, Risk::Infrastructure);
+    assert!(set.risk_overridden);
+    store
+        .sync_catalog(&stdio.id, &[tool("push", "Pushes harder", None)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.catalog_tool(&stdio.id, "push").await.unwrap().risk,
+        Risk::Infrastructure
+    );
+    let back = store.set_tool_risk(&stdio.id, "push", None).await.unwrap();
+    assert_eq!(back.risk, Risk::Consequential);
+    assert!(!back.risk_overridden);
+
+    // Deleting a connector takes its catalog and policies with it.
+    store.delete_connector(&stdio.id).await.unwrap();
+    assert!(store.catalog(&stdio.id).await.unwrap().is_empty());
+    assert!(matches!(
+        store.get_connector(&stdio.id).await,
+        Err(Error::NotFound(_))
+    ));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn catalog_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    catalog_suite(format!("sqlite://{}/c.db", dir.path().display())).await;
+}
+
+#[tokio::test]
+async fn catalog_on_postgres() {
+    if let Some(url) = fresh_postgres().await {
+        catalog_suite(url).await;
     }
 }

@@ -413,6 +413,44 @@ impl Snapshot {
             .collect()
     }
 
+    /// A live preview of draft rules: every catalog tool of `connector` decided for a member of
+    /// this group alone, as if its rules there were `draft`. `None` for an unknown connector.
+    pub fn preview_rules(
+        &self,
+        group_name: &str,
+        connector: &str,
+        draft: &crate::policy::ToolRules,
+    ) -> Option<crate::model::ConnectorAccess> {
+        let c = self.connectors.get(connector)?;
+        let compiled = CompiledRules::compile(group_name, draft);
+        let mut tools: Vec<crate::model::ToolAccess> = c
+            .tools
+            .iter()
+            .map(|(tool, entry)| {
+                let v = decide(
+                    &[&compiled],
+                    connector,
+                    tool,
+                    Some(entry.facts),
+                    self.block_changed,
+                );
+                crate::model::ToolAccess {
+                    tool: tool.clone(),
+                    risk: entry.facts.risk,
+                    review: entry.facts.review,
+                    allowed: v.is_allowed(),
+                    rule: v.rule().to_string(),
+                }
+            })
+            .collect();
+        tools.sort_by(|a, b| a.tool.cmp(&b.tool));
+        Some(crate::model::ConnectorAccess {
+            connector: connector.to_string(),
+            enabled: c.secrets.connector.enabled,
+            tools,
+        })
+    }
+
     /// Group ids by display name order, for listings.
     pub fn groups(&self) -> Vec<(&str, &str)> {
         let mut v: Vec<(&str, &str)> = self

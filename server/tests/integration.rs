@@ -7,6 +7,8 @@ mod api;
 mod audit;
 #[path = "integration/common.rs"]
 mod common;
+#[path = "integration/connectors.rs"]
+mod connectors;
 #[path = "integration/crash.rs"]
 mod crash;
 #[path = "integration/mcp.rs"]

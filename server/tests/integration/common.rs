@@ -311,8 +311,77 @@ impl TestUpstream {
     }
 }
 
+/// Resources the test upstream offers: one public, one private.
+pub const PUBLIC_DOC: &str = "file:///public/readme.md";
+pub const PRIVATE_DOC: &str = "file:///private/salaries.csv";
+
 #[tool_handler(router = self.tool_router)]
-impl ServerHandler for TestUpstream {}
+impl ServerHandler for TestUpstream {
+    fn get_info(&self) -> rmcp::model::ServerInfo {
+        rmcp::model::ServerInfo::new(
+            rmcp::model::ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_prompts()
+                .build(),
+        )
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _ctx: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, ErrorData> {
+        Ok(rmcp::model::ListResourcesResult::with_all_items(vec![
+            rmcp::model::Resource::new(PUBLIC_DOC, "readme"),
+            rmcp::model::Resource::new(PRIVATE_DOC, "salaries"),
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        _ctx: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, ErrorData> {
+        let text = match request.uri.as_str() {
+            PUBLIC_DOC => format!("{}: public readme", self.label),
+            PRIVATE_DOC => "alice,100000".to_string(),
+            _ => return Err(ErrorData::resource_not_found("no such resource", None)),
+        };
+        Ok(
+            rmcp::model::ReadResourceResult::new(vec![rmcp::model::ResourceContents::text(
+                text,
+                request.uri,
+            )])
+            .into(),
+        )
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<rmcp::model::PaginatedRequestParams>,
+        _ctx: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::ListPromptsResult, ErrorData> {
+        Ok(rmcp::model::ListPromptsResult::with_all_items(vec![
+            rmcp::model::Prompt::new("summarise", Some("Summarise a text"), None),
+            rmcp::model::Prompt::new("internal_review", Some("Internal only"), None),
+        ]))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: rmcp::model::GetPromptRequestParams,
+        _ctx: rmcp::service::RequestContext<rmcp::RoleServer>,
+    ) -> Result<rmcp::model::GetPromptResponse, ErrorData> {
+        Ok(
+            rmcp::model::GetPromptResult::new(vec![rmcp::model::PromptMessage::new_text(
+                rmcp::model::Role::User,
+                format!("{}: prompt {}", self.label, request.name),
+            )])
+            .into(),
+        )
+    }
+}
 
 /// A running upstream; `stop()` makes it unreachable.
 pub struct Upstream {

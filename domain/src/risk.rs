@@ -126,6 +126,8 @@ const NAME_WORDS: &[(Risk, &[&str])] = &[
             "keys",
             "force",
             "revoke",
+            "env",
+            "environment",
         ],
     ),
     (
@@ -293,6 +295,7 @@ mod tests {
                 Risk::High,
                 "\"secrets\"",
             ),
+            ("get-env", none.clone(), Risk::High, "\"env\""),
             (
                 "create_webhook",
                 none.clone(),

@@ -43,6 +43,8 @@ pub struct SnapConnector {
     pub secrets: Arc<ConnectorSecrets>,
     index: u32,
     pub tools: HashMap<String, CatalogEntry>,
+    /// A digest of the catalog (tool names and definition hashes): equal digests, equal catalogs.
+    digest: u64,
 }
 
 /// One immutable view of the configuration.
@@ -196,6 +198,7 @@ impl Snapshot {
                     secrets: Arc::new(c),
                     index: i as u32,
                     tools: HashMap::new(),
+                    digest: 0,
                 },
             );
         }
@@ -216,6 +219,15 @@ impl Snapshot {
                     },
                 );
             }
+        }
+        for c in snap_connectors.values_mut() {
+            use std::hash::{Hash, Hasher};
+            let mut entries: Vec<(&String, &String)> =
+                c.tools.iter().map(|(n, e)| (n, &e.hash)).collect();
+            entries.sort();
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            entries.hash(&mut h);
+            c.digest = h.finish();
         }
         let mut rules = HashMap::new();
         for p in policies {
@@ -361,6 +373,11 @@ impl Snapshot {
             .filter(|c| c.secrets.connector.enabled)?
             .tools
             .get(tool)
+    }
+
+    /// A digest of a connector's catalog (names and definition hashes).
+    pub fn catalog_digest(&self, connector: &str) -> Option<u64> {
+        self.connectors.get(connector).map(|c| c.digest)
     }
 
     /// The catalog of a connector (enabled or not), by tool name.

@@ -51,6 +51,10 @@ pub struct Catalog {
     audit: AuditSink,
     /// Serialises syncs so two listings of the same drift record it once.
     sync_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The last listing per connector found to match the catalog (by identity of the cached
+    /// list and the catalog's digest), so repeated `tools/list` calls hash nothing.
+    verified:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, (std::sync::Weak<Vec<Tool>>, u64)>>>,
     /// When each connector was last discovered on demand (from a call).
     on_demand: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
@@ -72,6 +76,7 @@ impl Catalog {
             audit,
             sync_lock: Arc::new(tokio::sync::Mutex::new(())),
             on_demand: Arc::default(),
+            verified: Arc::default(),
         }
     }
 
@@ -107,18 +112,35 @@ impl Catalog {
     }
 
     /// Whether a listing differs from what the snapshot's catalog holds (new, changed or
-    /// vanished tools); cheap, no database round trip.
-    pub fn drifted(&self, connector: &str, tools: &[Tool]) -> bool {
+    /// vanished tools). No database round trip; a cached listing already checked against the
+    /// same catalog is not hashed again.
+    pub fn drifted(&self, connector: &str, tools: &Arc<Vec<Tool>>) -> bool {
         let snap = self.snapshot.get();
-        let Some(known) = snap.catalog_of(connector) else {
+        let (Some(known), Some(digest)) =
+            (snap.catalog_of(connector), snap.catalog_digest(connector))
+        else {
             return false;
         };
-        tools.len() != known.len()
+        {
+            let verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((list, d)) = verified.get(connector)
+                && *d == digest
+                && std::ptr::eq(list.as_ptr(), Arc::as_ptr(tools))
+            {
+                return false;
+            }
+        }
+        let drifted = tools.len() != known.len()
             || tools.iter().any(|t| {
                 known
                     .get(t.name.as_ref())
                     .is_none_or(|e| e.hash != discovered(t).hash())
-            })
+            });
+        if !drifted {
+            let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            verified.insert(connector.to_string(), (Arc::downgrade(tools), digest));
+        }
+        drifted
     }
 
     /// Records a listing in the catalog; on any change the change is audited and the snapshot

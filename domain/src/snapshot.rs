@@ -129,7 +129,7 @@ impl Snapshot {
         let memberships = store.memberships_of_token_holders().await?;
         let connectors = store.connectors_with_secrets().await?;
         let policies = store.all_policies().await?;
-        let catalog = store.all_catalogs().await?;
+        let catalog = store.catalog_facts().await?;
         let tokens = store.active_personal_tokens().await?;
         let dlp_settings: DlpSettings = store
             .setting(crate::store::setting_keys::DLP)
@@ -178,7 +178,7 @@ impl Snapshot {
         groups: Vec<(String, String)>,
         connectors: Vec<ConnectorSecrets>,
         policies: Vec<crate::store::PolicyRow>,
-        catalog: Vec<crate::model::CatalogTool>,
+        catalog: Vec<crate::store::CatalogFacts>,
         block_changed: bool,
         dlp: Option<Arc<Dlp>>,
     ) -> Self {
@@ -206,7 +206,6 @@ impl Snapshot {
             if let Some(c) = by_id
                 .get(&t.connector_id)
                 .and_then(|n| snap_connectors.get_mut(n))
-                && t.present
             {
                 c.tools.insert(
                     t.name,
@@ -265,7 +264,7 @@ impl Snapshot {
         groups: Vec<(String, String)>,
         connectors: Vec<ConnectorSecrets>,
         policies: Vec<crate::store::PolicyRow>,
-        catalog: Vec<crate::model::CatalogTool>,
+        catalog: Vec<crate::store::CatalogFacts>,
     ) -> Self {
         Self::assemble(
             1,

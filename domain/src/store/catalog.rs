@@ -30,6 +30,16 @@ impl DiscoveredTool {
     }
 }
 
+/// A catalog entry as the policy snapshot holds it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CatalogFacts {
+    pub connector_id: String,
+    pub name: String,
+    pub hash: String,
+    pub review: Review,
+    pub risk: Risk,
+}
+
 /// Catalog-wide settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -133,6 +143,29 @@ impl Store {
         let sql = format!("{SELECT} ORDER BY c.name, t.name");
         let rows = sqlx::query_as::<_, Row>(&sql).fetch_all(&self.pool).await?;
         rows.into_iter().map(Row::into_model).collect()
+    }
+
+    /// What the snapshot needs of every catalog entry that is still listed: (connector id, tool
+    /// name, definition hash, review state, risk). No descriptions or schemas.
+    pub async fn catalog_facts(&self) -> Result<Vec<CatalogFacts>> {
+        let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
+            "SELECT connector_id, name, hash, status, risk FROM connector_tools WHERE present = 1",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(connector_id, name, hash, status, risk)| {
+                Ok(CatalogFacts {
+                    review: Review::parse(&status)
+                        .ok_or_else(|| Error::Internal(format!("unknown review state {status:?}")))?,
+                    risk: Risk::parse(&risk)
+                        .ok_or_else(|| Error::Internal(format!("unknown risk {risk:?}")))?,
+                    connector_id,
+                    name,
+                    hash,
+                })
+            })
+            .collect()
     }
 
     /// Tools waiting for an admin: new ones and changed ones, over all connectors.

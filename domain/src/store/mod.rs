@@ -18,7 +18,9 @@ mod users;
 pub use audit::{
     AuditCursor, AuditQuery, ChainBreak, ChainReport, MAX_ARGS_BYTES, NewAuditEvent, truncate_utf8,
 };
-pub use catalog::{CatalogSettings, CatalogSync, DiscoveredTool, MAX_TOOLS_PER_CONNECTOR};
+pub use catalog::{
+    CatalogFacts, CatalogSettings, CatalogSync, DiscoveredTool, MAX_TOOLS_PER_CONNECTOR,
+};
 pub use connectors::{
     ConnectorSecrets, ConnectorUpdate, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_MS, NewConnector,
     validate_env_name,

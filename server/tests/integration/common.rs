@@ -317,8 +317,8 @@ pub const PRIVATE_DOC: &str = "file:///private/salaries.csv";
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for TestUpstream {
-    fn get_info(&self) -> rmcp::model::ServerInfo {
-        rmcp::model::ServerInfo::new(
+    fn get_info(&self) -> rmcp::model::ServerConfig {
+        rmcp::model::ServerConfig::new(
             rmcp::model::ServerCapabilities::builder()
                 .enable_tools()
                 .enable_resources()

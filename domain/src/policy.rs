@@ -270,12 +270,75 @@ impl CompiledRules {
     }
 }
 
+/// What decided, before it is put into words (no allocation: `tools/list` decides every tool).
+#[derive(Clone, Copy, Debug)]
+enum Decided<'a> {
+    NotInCatalog,
+    Pending,
+    Rejected,
+    Changed,
+    NameBlock(&'a str, &'a str),
+    RiskBlock(&'a str, Risk),
+    NameAllow(&'a str, &'a str),
+    RiskAllow(&'a str, Risk),
+    Default,
+}
+
+impl Decided<'_> {
+    fn allowed(self) -> bool {
+        matches!(self, Decided::NameAllow(..) | Decided::RiskAllow(..))
+    }
+}
+
+/// The decision procedure behind `decide` and `allows`.
+fn evaluate<'a>(
+    grants: &[&'a CompiledRules],
+    tool: &str,
+    facts: Option<ToolFacts>,
+    block_changed: bool,
+) -> Decided<'a> {
+    let Some(facts) = facts else {
+        return Decided::NotInCatalog;
+    };
+    match facts.review {
+        Review::Pending => return Decided::Pending,
+        Review::Rejected => return Decided::Rejected,
+        Review::Changed if block_changed => return Decided::Changed,
+        _ => {}
+    }
+    for g in grants {
+        if let Some(p) = g.blocks(tool) {
+            return Decided::NameBlock(&g.group, p);
+        }
+    }
+    for g in grants {
+        if let Some(limit) = g.block_risk
+            && facts.risk >= limit
+        {
+            return Decided::RiskBlock(&g.group, limit);
+        }
+    }
+    for g in grants {
+        if let Some(p) = g.allows(tool) {
+            return Decided::NameAllow(&g.group, p);
+        }
+    }
+    for g in grants {
+        if let Some(limit) = g.allow_risk
+            && facts.risk <= limit
+        {
+            return Decided::RiskAllow(&g.group, limit);
+        }
+    }
+    Decided::Default
+}
+
 /// Decides whether `tool` on `connector` is allowed for a caller whose groups have `grants` on
 /// this connector, given what the catalog knows of the tool (`None`: not in the catalog).
 /// `block_changed`: a tool whose definition changed since approval is refused until re-approved.
 ///
-/// Order: catalog state (unknown, awaiting review, changed) -> name blocks -> risk blocks ->
-/// name allows -> risk allows -> default deny. Any block in any group beats every allow.
+/// Order: catalog state (unknown, awaiting review, rejected, changed) -> name blocks -> risk
+/// blocks -> name allows -> risk allows -> default deny. Any block in any group beats every allow.
 pub fn decide(
     grants: &[&CompiledRules],
     connector: &str,
@@ -283,91 +346,65 @@ pub fn decide(
     facts: Option<ToolFacts>,
     block_changed: bool,
 ) -> Verdict {
-    let Some(facts) = facts else {
-        return Verdict::Deny {
-            rule: format!(
-                "tool \"{tool}\" is not in the catalog of connector \"{connector}\" (not discovered yet)"
-            ),
-        };
-    };
-    match facts.review {
-        Review::Pending => {
-            return Verdict::Deny {
-                rule: format!(
-                    "tool \"{tool}\" on connector \"{connector}\" appeared after the connector was added and awaits an admin's review"
-                ),
-            };
-        }
-        Review::Rejected => {
-            return Verdict::Deny {
-                rule: format!(
-                    "tool \"{tool}\" on connector \"{connector}\" was rejected by an admin"
-                ),
-            };
-        }
-        Review::Changed if block_changed => {
-            return Verdict::Deny {
-                rule: format!(
-                    "tool \"{tool}\" on connector \"{connector}\" changed its description or input schema since it was approved and awaits re-approval"
-                ),
-            };
-        }
-        _ => {}
-    }
-    for g in grants {
-        if let Some(p) = g.blocks(tool) {
-            return Verdict::Deny {
-                rule: format!(
-                    "blocked by group \"{}\" rule \"{p}\" on connector \"{connector}\"",
-                    g.group
-                ),
-            };
-        }
-    }
-    for g in grants {
-        if let Some(limit) = g.block_risk
-            && facts.risk >= limit
-        {
-            return Verdict::Deny {
-                rule: format!(
-                    "blocked by group \"{}\" rule \"risk >= {limit}\" on connector \"{connector}\" (tool risk {})",
-                    g.group, facts.risk
-                ),
-            };
-        }
-    }
-    let changed = if facts.review == Review::Changed {
+    let changed = if facts.is_some_and(|f| f.review == Review::Changed) {
         " (definition changed since approval)"
     } else {
         ""
     };
-    for g in grants {
-        if let Some(p) = g.allows(tool) {
-            return Verdict::Allow {
-                rule: format!(
-                    "allowed by group \"{}\" rule \"{p}\" on connector \"{connector}\"{changed}",
-                    g.group
-                ),
-            };
-        }
+    let risk = facts.map(|f| f.risk).unwrap_or(Risk::Normal);
+    match evaluate(grants, tool, facts, block_changed) {
+        Decided::NotInCatalog => Verdict::Deny {
+            rule: format!(
+                "tool \"{tool}\" is not in the catalog of connector \"{connector}\" (not discovered yet)"
+            ),
+        },
+        Decided::Pending => Verdict::Deny {
+            rule: format!(
+                "tool \"{tool}\" on connector \"{connector}\" appeared after the connector was added and awaits an admin's review"
+            ),
+        },
+        Decided::Rejected => Verdict::Deny {
+            rule: format!("tool \"{tool}\" on connector \"{connector}\" was rejected by an admin"),
+        },
+        Decided::Changed => Verdict::Deny {
+            rule: format!(
+                "tool \"{tool}\" on connector \"{connector}\" changed its description or input schema since it was approved and awaits re-approval"
+            ),
+        },
+        Decided::NameBlock(group, p) => Verdict::Deny {
+            rule: format!("blocked by group \"{group}\" rule \"{p}\" on connector \"{connector}\""),
+        },
+        Decided::RiskBlock(group, limit) => Verdict::Deny {
+            rule: format!(
+                "blocked by group \"{group}\" rule \"risk >= {limit}\" on connector \"{connector}\" (tool risk {risk})"
+            ),
+        },
+        Decided::NameAllow(group, p) => Verdict::Allow {
+            rule: format!(
+                "allowed by group \"{group}\" rule \"{p}\" on connector \"{connector}\"{changed}"
+            ),
+        },
+        Decided::RiskAllow(group, limit) => Verdict::Allow {
+            rule: format!(
+                "allowed by group \"{group}\" rule \"risk <= {limit}\" on connector \"{connector}\" (tool risk {risk}){changed}"
+            ),
+        },
+        Decided::Default => Verdict::Deny {
+            rule: format!(
+                "no rule of the caller's groups allows \"{tool}\" on connector \"{connector}\" (default deny)"
+            ),
+        },
     }
-    for g in grants {
-        if let Some(limit) = g.allow_risk
-            && facts.risk <= limit
-        {
-            return Verdict::Allow {
-                rule: format!(
-                    "allowed by group \"{}\" rule \"risk <= {limit}\" on connector \"{connector}\" (tool risk {}){changed}",
-                    g.group, facts.risk
-                ),
-            };
-        }
-    }
-    Verdict::Deny {
-        rule: format!(
-            "no rule of the caller's groups allows \"{tool}\" on connector \"{connector}\" (default deny)"
-        ),
-    }
+}
+
+/// Whether `decide` would allow, without putting the reason into words (for listings).
+pub fn allows(
+    grants: &[&CompiledRules],
+    tool: &str,
+    facts: Option<ToolFacts>,
+    block_changed: bool,
+) -> bool {
+    evaluate(grants, tool, facts, block_changed).allowed()
 }
 
 /// Whether a caller may read resource `uri` on `connector`: some group's resource pattern must
@@ -938,6 +975,26 @@ mod tests {
             more.push(ToolRules { allow: vec!["a*".into()], ..ToolRules::default() });
             if before {
                 prop_assert!(verdict_of(&more, &tool, risk).is_allowed());
+            }
+        }
+
+        /// The quick answer for listings agrees with the explained one.
+        #[test]
+        fn allows_agrees_with_decide(groups in proptest::collection::vec(arb_rules(), 0..4),
+                                     tool in "[a-c]{1,3}", ri in 0usize..5, ci in 0usize..5) {
+            let compiled: Vec<CompiledRules> = groups
+                .iter()
+                .enumerate()
+                .map(|(i, r)| CompiledRules::compile(&format!("g{i}"), r))
+                .collect();
+            let refs: Vec<&CompiledRules> = compiled.iter().collect();
+            let review = [Review::Approved, Review::Pending, Review::Changed, Review::Rejected, Review::Approved][ci];
+            let facts = (ci < 4).then_some(ToolFacts { risk: Risk::ALL[ri], review });
+            for block_changed in [true, false] {
+                prop_assert_eq!(
+                    allows(&refs, &tool, facts, block_changed),
+                    decide(&refs, "c", &tool, facts, block_changed).is_allowed()
+                );
             }
         }
 

@@ -5,7 +5,9 @@
 use crate::Result;
 use crate::crypto::hash_token;
 use crate::dlp::{DlpAction, DlpSettings, Scanner};
-use crate::policy::{CompiledRules, ToolFacts, Verdict, decide, decide_prompt, decide_resource};
+use crate::policy::{
+    CompiledRules, ToolFacts, Verdict, allows, decide, decide_prompt, decide_resource,
+};
 use crate::store::{CatalogSettings, ConnectorSecrets, Store, TokenGrant};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
@@ -332,6 +334,15 @@ impl Snapshot {
         Verdict::Deny {
             rule: format!("no enabled connector named \"{connector}\""),
         }
+    }
+
+    /// Whether the principal may call `tool` on `connector`, without the explanation (listings).
+    pub fn allows(&self, principal: &Principal, connector: &str, tool: &str) -> bool {
+        let Some((c, grants)) = self.grants(&principal.groups, connector) else {
+            return false;
+        };
+        let facts = c.tools.get(tool).map(|t| t.facts);
+        allows(&grants, tool, facts, self.block_changed)
     }
 
     /// Whether any of the principal's groups has rules on this enabled connector.

@@ -146,7 +146,7 @@ impl ServerHandler for Gateway {
                 }
             };
             for tool in tools.iter() {
-                if !snap.decide(&who, name, &tool.name).is_allowed() {
+                if !snap.allows(&who, name, &tool.name) {
                     continue;
                 }
                 if scope.is_some() {

@@ -19,6 +19,8 @@ pub mod crypto;
 #[cfg(feature = "ssr")]
 pub mod identity;
 #[cfg(feature = "ssr")]
+pub mod policy_file;
+#[cfg(feature = "ssr")]
 pub mod simulator;
 #[cfg(feature = "ssr")]
 pub mod snapshot;

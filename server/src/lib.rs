@@ -133,6 +133,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Policy { command } => cli::policy(&config, command).await,
+        Command::Keys { command } => cli::keys(&config, command).await,
         Command::Token {
             command: TokenCommand::Create(args),
         } => {

@@ -13,7 +13,8 @@ async fn main() -> ExitCode {
             // Startup and command errors go to the log and stderr with their context chain.
             tracing::error!(error = format!("{e:#}"), "toolgate failed");
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            // 2: the input was invalid (e.g. a policy file); 1: anything else.
+            ExitCode::from(toolgate::cli::exit_code(&e))
         }
     }
 }

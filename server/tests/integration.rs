@@ -5,6 +5,8 @@
 mod api;
 #[path = "integration/audit.rs"]
 mod audit;
+#[path = "integration/cli_policy.rs"]
+mod cli_policy;
 #[path = "integration/common.rs"]
 mod common;
 #[path = "integration/connectors.rs"]

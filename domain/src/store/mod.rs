@@ -9,6 +9,7 @@ mod connectors;
 mod directory;
 mod groups;
 mod policies;
+pub mod rekey;
 mod sessions;
 mod settings;
 mod siem;

@@ -101,3 +101,66 @@ export async function toolgateCli(args, { env, cwd }) {
     throw new Error(`toolgate ${args.join(' ')} failed: ${e.message}\n${e.stdout ?? ''}\n${e.stderr ?? ''}`);
   }
 }
+
+/**
+ * A minimal MCP server over streamable HTTP (JSON answers, no sessions) whose tool list a test
+ * changes while it runs: new tools, changed descriptions. `tools` are MCP tool objects
+ * ({ name, description, inputSchema, annotations }). Resolves to { url, tools, close() }.
+ */
+export async function startToyMcp(tools) {
+  const http = await import('node:http');
+  const state = { tools };
+  const answer = (msg) => {
+    switch (msg.method) {
+      case 'initialize':
+        return {
+          protocolVersion: msg.params?.protocolVersion || '2025-06-18',
+          capabilities: { tools: { listChanged: false } },
+          serverInfo: { name: 'toolgate-e2e-toy', version: '1.0.0' },
+        };
+      case 'ping':
+        return {};
+      case 'tools/list':
+        return { tools: state.tools };
+      case 'tools/call':
+        return { content: [{ type: 'text', text: `called ${msg.params?.name}` }] };
+      default:
+        return null;
+    }
+  };
+  const server = http.createServer((req, res) => {
+    if (req.method !== 'POST') {
+      res.writeHead(405, { Allow: 'POST' }).end();
+      return;
+    }
+    let body = '';
+    req.on('data', (c) => { body += c; });
+    req.on('end', () => {
+      let msg;
+      try { msg = JSON.parse(body); } catch {
+        res.writeHead(400).end();
+        return;
+      }
+      // Notifications and responses get no answer.
+      if (msg.id === undefined || msg.method === undefined) {
+        res.writeHead(202).end();
+        return;
+      }
+      const result = answer(msg);
+      const reply = result === null
+        ? { jsonrpc: '2.0', id: msg.id, error: { code: -32601, message: `no method ${msg.method}` } }
+        : { jsonrpc: '2.0', id: msg.id, result };
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify(reply));
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}/mcp`,
+    get tools() { return state.tools; },
+    set tools(list) { state.tools = list; },
+    close: () => new Promise((resolve) => {
+      server.closeAllConnections?.();
+      server.close(() => resolve());
+    }),
+  };
+}

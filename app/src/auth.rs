@@ -35,6 +35,8 @@ impl DashboardRole {
             Page::Approvals => matches!(self, Admin | Approver),
             Page::Connectors
             | Page::Groups
+            | Page::Policies
+            | Page::Simulator
             | Page::Users
             | Page::ServicePrincipals
             | Page::Settings => self == Admin,
@@ -48,6 +50,10 @@ pub enum Page {
     Overview,
     Connectors,
     Groups,
+    /// The policy matrix and its editor.
+    Policies,
+    /// The effective-access simulator.
+    Simulator,
     Audit,
     Approvals,
     Users,

@@ -44,7 +44,10 @@ pub fn App() -> impl IntoView {
                 <ParentRoute path=path!("") view=Layout>
                     <Route path=path!("") view=pages::overview::OverviewPage />
                     <Route path=path!("/connectors") view=pages::connectors::ConnectorsPage />
+                    <Route path=path!("/connectors/:name") view=pages::connectors::detail::ConnectorPage />
                     <Route path=path!("/groups") view=pages::groups::GroupsPage />
+                    <Route path=path!("/policies") view=pages::policies::PoliciesPage />
+                    <Route path=path!("/simulator") view=pages::simulator::SimulatorPage />
                     <Route path=path!("/audit") view=pages::audit::AuditPage />
                     <Route path=path!("/approvals") view=|| view! { <pages::Coming title="Approvals" what="Approver inbox for just-in-time elevation and per-call approval." /> } />
                     <Route path=path!("/users") view=pages::users::UsersPage />
@@ -61,17 +64,37 @@ pub fn App() -> impl IntoView {
 fn Layout() -> impl IntoView {
     let me = Resource::new(|| (), |_| server_fns::whoami());
     let logout = ServerAction::<server_fns::Logout>::new();
+    // Pages bump this after reviews so the count of tools waiting for review follows.
+    let review_tick = RwSignal::new(0u64);
+    provide_context(pages::connectors::ReviewTick(review_tick));
+    let reviews = Resource::new(
+        move || review_tick.get(),
+        |_| pages::connectors::fns::review_count(),
+    );
     view! {
         <div class="layout">
             <nav class="sidebar" aria-label="Main">
                 <div class="brand">"Toolgate"</div>
-                <Suspense fallback=|| ()>
+                // A transition, so the links stay while the review count reloads. No suspense
+                // boundary inside: one made while resolving would shift the ids of the page's
+                // resources between server and browser.
+                <Transition fallback=|| ()>
                     {move || Suspend::new(async move {
                         let role = me.await.ok().flatten().map(|u| u.role).unwrap_or(DashboardRole::User);
+                        let to_review = reviews.await.ok().flatten().filter(|n| *n > 0);
                         view! {
                             {role.may(Page::Overview).then(|| view! { <A href="/" exact=true>"Overview"</A> })}
-                            {role.may(Page::Connectors).then(|| view! { <A href="/connectors">"Connectors"</A> })}
+                            {role.may(Page::Connectors).then(|| view! {
+                                <div class="nav-item">
+                                    <A href="/connectors">"Connectors"</A>
+                                    {to_review.map(|n| view! {
+                                        <span class="badge nav-count" id="nav-review-count" title="tools waiting for review">{n}</span>
+                                    })}
+                                </div>
+                            })}
                             {role.may(Page::Groups).then(|| view! { <A href="/groups">"Groups & policies"</A> })}
+                            {role.may(Page::Policies).then(|| view! { <A href="/policies">"Policy matrix"</A> })}
+                            {role.may(Page::Simulator).then(|| view! { <A href="/simulator">"Simulator"</A> })}
                             {role.may(Page::Audit).then(|| view! { <A href="/audit">"Audit"</A> })}
                             {(role == DashboardRole::Admin || role == DashboardRole::Approver).then(|| view! { <span class="nav-section">"Coming"</span> })}
                             {role.may(Page::Approvals).then(|| view! { <A href="/approvals">"Approvals" <span class="badge">"coming"</span></A> })}
@@ -83,7 +106,7 @@ fn Layout() -> impl IntoView {
                             })}
                         }
                     })}
-                </Suspense>
+                </Transition>
             </nav>
             <div class="content">
                 <header class="topbar">

@@ -79,7 +79,7 @@ async fn record_sign_in(ctx: &crate::auth::DashboardContext, who: &str, kind: &s
 
 /// Writes an audit event for something done in the dashboard (sign-ins, revocations).
 #[cfg(feature = "ssr")]
-async fn record(
+pub(crate) async fn record(
     ctx: &crate::auth::DashboardContext,
     who: &str,
     kind: &str,
@@ -160,42 +160,6 @@ pub async fn get_overview() -> Result<Overview, ServerFnError> {
     ctx.store.overview().await.map_err(shown)
 }
 
-#[server(prefix = "/fn", endpoint = "connectors")]
-pub async fn list_connectors() -> Result<Vec<Connector>, ServerFnError> {
-    let (_, ctx) = require_admin().await?;
-    ctx.store.list_connectors().await.map_err(shown)
-}
-
-/// Adds a streamable-HTTP connector. `headers` holds one `Name: value` per line.
-#[server(prefix = "/fn", endpoint = "add_connector")]
-pub async fn add_connector(
-    name: String,
-    url: String,
-    headers: String,
-) -> Result<Connector, ServerFnError> {
-    let (user, ctx) = require_admin().await?;
-    let headers = parse_header_lines(&headers).map_err(ServerFnError::new)?;
-    let c = ctx
-        .store
-        .create_connector(toolgate_domain::store::NewConnector {
-            headers,
-            ..toolgate_domain::store::NewConnector::http(name.trim(), url.trim())
-        })
-        .await
-        .map_err(shown)?;
-    tracing::info!(admin = %user.username, connector = %c.name, "connector added from the dashboard");
-    record_change(
-        &ctx,
-        &user.username,
-        "admin.connector.create",
-        None,
-        serde_json::to_value(&c).ok(),
-    )
-    .await;
-    changed(&ctx).await;
-    Ok(c)
-}
-
 /// Groups with members and policies, plus every user and connector (for the pickers).
 #[server(prefix = "/fn", endpoint = "groups")]
 pub async fn list_groups() -> Result<(Vec<GroupDetail>, Vec<User>, Vec<Connector>), ServerFnError> {
@@ -266,38 +230,6 @@ pub async fn remove_member(group_id: String, user_id: String) -> Result<(), Serv
         None,
     )
     .await;
-    changed(&ctx).await;
-    Ok(())
-}
-
-/// Sets a group's allow and block patterns on a connector (comma- or line-separated).
-#[server(prefix = "/fn", endpoint = "set_policy")]
-pub async fn set_policy(
-    group_id: String,
-    connector_id: String,
-    allow: String,
-    block: String,
-) -> Result<(), ServerFnError> {
-    let (user, ctx) = require_admin().await?;
-    let policy = ctx
-        .store
-        .put_policy(
-            &group_id,
-            &connector_id,
-            split_patterns(&allow),
-            split_patterns(&block),
-        )
-        .await
-        .map_err(shown)?;
-    record_change(
-        &ctx,
-        &user.username,
-        "admin.policy.put",
-        None,
-        serde_json::to_value(&policy).ok(),
-    )
-    .await;
-    tracing::info!(admin = %user.username, group = %group_id, connector = %connector_id, "policy changed from the dashboard");
     changed(&ctx).await;
     Ok(())
 }

@@ -72,15 +72,17 @@ test('sign in, add a connector, and see allowed and denied calls in the audit', 
     await expect(page.getByRole('link', { name, exact: true })).toBeVisible();
   }
 
-  // Add a connector through the form.
+  // Add a connector through the wizard (name, then URL and headers, then create).
   const loadsBefore = documents.length;
   await page.getByRole('link', { name: 'Connectors', exact: true }).click();
   await expect(page).toHaveURL(`${base()}/connectors`);
   const form = page.locator('#add-connector');
   await form.locator('input[name=name]').fill(connector);
+  await form.getByRole('button', { name: 'Next' }).click();
   await form.locator('input[name=url]').fill(env('E2E_UPSTREAM_URL'));
   await form.locator('textarea[name=headers]').fill('X-Test: 1');
-  await form.getByRole('button', { name: 'Add connector' }).click();
+  await form.getByRole('button', { name: 'Next' }).click();
+  await form.getByRole('button', { name: 'Create connector' }).click();
   await expect(page.locator('#connectors-table td.name', { hasText: connector })).toHaveCount(1);
   await expect(page.locator('#connectors-table')).toContainText('X-Test');
   await expect(page.locator('#connectors-table')).not.toContainText('X-Test: 1');

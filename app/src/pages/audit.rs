@@ -54,7 +54,7 @@ fn filter_from(q: &ParamsMap) -> AuditFilter {
 }
 
 /// Percent-encodes a query value.
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {

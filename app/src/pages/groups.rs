@@ -1,8 +1,11 @@
-//! Groups & policies: members and per-connector allow/block rules of each group.
+//! Groups & policies: members of each group and a summary of its rules per connector; the rules
+//! are edited in the policy matrix (`policies`), which previews them live.
 
+use super::policies::{cell_href, summarize};
 use super::{ErrorNote, action_error, error_text};
-use crate::server_fns::{AddMember, CreateGroup, RemoveMember, SetPolicy, list_groups};
+use crate::server_fns::{AddMember, CreateGroup, RemoveMember, list_groups};
 use leptos::prelude::*;
+use leptos_router::components::A;
 use toolgate_domain::model::{Connector, GroupDetail, User};
 
 #[component]
@@ -10,14 +13,12 @@ pub fn GroupsPage() -> impl IntoView {
     let create = ServerAction::<CreateGroup>::new();
     let add_member = ServerAction::<AddMember>::new();
     let remove_member = ServerAction::<RemoveMember>::new();
-    let set_policy = ServerAction::<SetPolicy>::new();
     let data = Resource::new(
         move || {
             (
                 create.version().get(),
                 add_member.version().get(),
                 remove_member.version().get(),
-                set_policy.version().get(),
             )
         },
         |_| list_groups(),
@@ -27,7 +28,6 @@ pub fn GroupsPage() -> impl IntoView {
         <p class="muted">"Default deny: a group's members may use only the tools its rules allow; a block in any group wins."</p>
         {action_error(add_member)}
         {action_error(remove_member)}
-        {action_error(set_policy)}
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
@@ -37,7 +37,7 @@ pub fn GroupsPage() -> impl IntoView {
                     }
                     Ok((groups, users, connectors)) => groups
                         .into_iter()
-                        .map(|g| view! { <GroupCard g users=users.clone() connectors=connectors.clone() add_member remove_member set_policy /> })
+                        .map(|g| view! { <GroupCard g users=users.clone() connectors=connectors.clone() add_member remove_member /> })
                         .collect_view()
                         .into_any(),
                     Err(e) => view! { <ErrorNote message=error_text(&e) /> }.into_any(),
@@ -60,7 +60,6 @@ fn GroupCard(
     connectors: Vec<Connector>,
     add_member: ServerAction<AddMember>,
     remove_member: ServerAction<RemoveMember>,
-    set_policy: ServerAction<SetPolicy>,
 ) -> impl IntoView {
     let group_id = g.group.id.clone();
     let managed = g.group.source == "scim";
@@ -72,22 +71,17 @@ fn GroupCard(
     let policy_rows = connectors
         .into_iter()
         .map(|c| {
-            let p = g.policies.iter().find(|p| p.connector_id == c.id);
-            let allow = p.map(|p| p.allow.join(", ")).unwrap_or_default();
-            let block = p.map(|p| p.block.join(", ")).unwrap_or_default();
-            let gid = group_id.clone();
+            let summary = g
+                .policies
+                .iter()
+                .find(|p| p.connector_id == c.id)
+                .map(|p| summarize(&p.rules()))
+                .unwrap_or_else(|| "— (default deny)".into());
             view! {
-                <tr>
+                <tr data-connector=c.name.clone()>
                     <td class="name">{c.name.clone()}</td>
-                    <td colspan="3">
-                        <ActionForm action=set_policy attr:class="inline">
-                            <input type="hidden" name="group_id" value=gid />
-                            <input type="hidden" name="connector_id" value=c.id.clone() />
-                            <label>"Allow" <input type="text" name="allow" value=allow placeholder="e.g. get_*, create_pr" /></label>
-                            <label>"Block" <input type="text" name="block" value=block placeholder="e.g. delete_*" /></label>
-                            <button type="submit">"Save"</button>
-                        </ActionForm>
-                    </td>
+                    <td class="rules">{summary}</td>
+                    <td><A href=cell_href(&group_id, &c.id)>"Edit with live preview"</A></td>
                 </tr>
             }
         })

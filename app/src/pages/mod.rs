@@ -6,8 +6,10 @@ pub mod dlp;
 pub mod groups;
 pub mod login;
 pub mod overview;
+pub mod policies;
 pub mod settings;
 pub mod siem;
+pub mod simulator;
 pub mod users;
 
 use leptos::prelude::*;

@@ -1,6 +1,7 @@
 //! The dashboard over HTTP: Leptos SSR routes, server functions at `/fn/*`, static files under
 //! `/pkg`, database-backed sessions, the sign-in redirect and the CSRF origin check.
 
+mod connector_hooks;
 mod session_store;
 
 pub use session_store::DbSessionStore;
@@ -30,10 +31,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         audit_policy: state.config.audit_policy(),
     };
     let hooks = crate::siem::dashboard_hooks(state.store.clone(), state.audit.clone());
+    let connector_hooks = connector_hooks::dashboard_hooks(state);
     let routes = generate_route_list(App);
     let page_ctx = ctx.clone();
     let fn_ctx = ctx.clone();
     let page_hooks = hooks.clone();
+    let page_connector_hooks = connector_hooks.clone();
     let options = state.leptos_options.clone();
 
     let sessions = session_layer(state);
@@ -45,11 +48,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
             post(move |req: Request<Body>| {
                 let ctx = fn_ctx.clone();
                 let hooks = hooks.clone();
+                let connector_hooks = connector_hooks.clone();
                 async move {
                     handle_server_fns_with_context(
                         move || {
                             provide_context(ctx.clone());
                             provide_context(hooks.clone());
+                            provide_context(connector_hooks.clone());
                         },
                         req,
                     )
@@ -63,6 +68,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             move || {
                 provide_context(page_ctx.clone());
                 provide_context(page_hooks.clone());
+                provide_context(page_connector_hooks.clone());
             },
             move || shell(options.clone()),
         )

@@ -42,6 +42,9 @@ pub fn discovered(tool: &Tool) -> DiscoveredTool {
     }
 }
 
+/// A tool list (by identity) and the catalog digest it was found to match.
+type VerifiedListing = (std::sync::Weak<Vec<Tool>>, u64);
+
 /// The catalog service: one per process, shared by the API, the dashboard and the gateway.
 #[derive(Clone)]
 pub struct Catalog {
@@ -53,8 +56,7 @@ pub struct Catalog {
     sync_lock: Arc<tokio::sync::Mutex<()>>,
     /// The last listing per connector found to match the catalog (by identity of the cached
     /// list and the catalog's digest), so repeated `tools/list` calls hash nothing.
-    verified:
-        Arc<std::sync::Mutex<std::collections::HashMap<String, (std::sync::Weak<Vec<Tool>>, u64)>>>,
+    verified: Arc<std::sync::Mutex<std::collections::HashMap<String, VerifiedListing>>>,
     /// When each connector was last discovered on demand (from a call).
     on_demand: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }

@@ -24,7 +24,7 @@ pub use catalog::{
 };
 pub use connectors::{
     ConnectorSecrets, ConnectorUpdate, DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_MS, NewConnector,
-    validate_env_name,
+    validate_env_name, validate_new_connector,
 };
 pub use directory::{
     DirectoryGroup, DirectoryKey, DirectoryUser, GroupWrite, MemberChange, ScimRequestLog,

@@ -258,41 +258,13 @@ impl ConnectorForm {
     }
 }
 
-/// The checks a test connection needs before it connects anywhere (creating runs the store's
-/// full validation).
+/// The checks a test connection needs before it connects anywhere: the same as creating.
 #[cfg(feature = "ssr")]
 fn check_probe(c: &toolgate_domain::store::NewConnector) -> Result<(), String> {
-    use toolgate_domain::model::Transport;
-    use toolgate_domain::names;
-    names::validate_connector_name(&c.name)?;
-    match c.transport {
-        Transport::Stdio => {
-            if c.command.is_none() {
-                return Err("a stdio connector needs a command".into());
-            }
-        }
-        Transport::StreamableHttp | Transport::Sse => names::validate_upstream_url(&c.url)?,
-    }
-    for (k, v) in &c.headers {
-        names::validate_header_name(k)?;
-        names::validate_header_value(k, v)?;
-    }
-    for k in c.env.keys() {
-        toolgate_domain::store::validate_env_name(k).map_err(|e| e.to_string())?;
-    }
-    if let Some(o) = &c.oauth {
-        names::validate_upstream_url(&o.token_url).map_err(|e| format!("OAuth token URL: {e}"))?;
-        if o.client_id.is_empty() || c.oauth_client_secret.is_none() {
-            return Err("OAuth needs a client id and a client secret".into());
-        }
-    }
-    if !(100..=600_000).contains(&c.timeout_ms) {
-        return Err("the timeout must be between 100 and 600000 ms".into());
-    }
-    if !(1..=10_000).contains(&c.max_concurrency) {
-        return Err("max concurrency must be between 1 and 10000".into());
-    }
-    Ok(())
+    toolgate_domain::store::validate_new_connector(c).map_err(|e| match e {
+        toolgate_domain::Error::Invalid(m) => m,
+        other => other.to_string(),
+    })
 }
 
 #[cfg(feature = "ssr")]

@@ -33,8 +33,11 @@ pub struct Config {
     pub site_root: Option<PathBuf>,
     /// `text` or `json`.
     pub log_format: LogFormat,
-    /// Seconds an upstream call may take before the caller gets an error.
+    /// Seconds an upstream call may take before the caller gets an error, for connectors
+    /// without a `timeout_ms` of their own.
     pub upstream_timeout_secs: u64,
+    /// Seconds between health pings of each enabled connector.
+    pub connector_health_secs: u64,
     /// Hours a dashboard session lasts without activity.
     pub session_ttl_hours: i64,
     /// Forward tool calls even when their audit event cannot be written. Off by default (calls
@@ -62,6 +65,7 @@ impl Default for Config {
             site_root: None,
             log_format: LogFormat::Text,
             upstream_timeout_secs: 30,
+            connector_health_secs: 30,
             session_ttl_hours: 12,
             audit_fail_open: false,
             audit_retention_days: 0,
@@ -126,6 +130,11 @@ impl Config {
                 .parse()
                 .context("TOOLGATE_UPSTREAM_TIMEOUT_SECS must be a whole number")?;
         }
+        if let Some(v) = get("TOOLGATE_CONNECTOR_HEALTH_SECS") {
+            self.connector_health_secs = v
+                .parse()
+                .context("TOOLGATE_CONNECTOR_HEALTH_SECS must be a whole number")?;
+        }
         if let Some(v) = get("TOOLGATE_SESSION_TTL_HOURS") {
             self.session_ttl_hours = v
                 .parse()
@@ -189,6 +198,9 @@ impl Config {
         }
         if !(1..=3600).contains(&self.upstream_timeout_secs) {
             bail!("upstream_timeout_secs must be 1-3600");
+        }
+        if !(1..=3600).contains(&self.connector_health_secs) {
+            bail!("connector_health_secs must be 1-3600");
         }
         if !(1..=24 * 30).contains(&self.session_ttl_hours) {
             bail!("session_ttl_hours must be 1-720");
@@ -282,6 +294,12 @@ mod tests {
         assert!(Config::load(None, env(&[("TOOLGATE_AUDIT_FAIL_OPEN", "maybe")])).is_err());
         assert!(Config::load(None, env(&[("TOOLGATE_SQLITE_SYNCHRONOUS", "off")])).is_err());
         assert!(Config::load(None, env(&[("TOOLGATE_AUDIT_CHECKPOINT_SECS", "0")])).is_err());
+        assert!(Config::load(None, env(&[("TOOLGATE_CONNECTOR_HEALTH_SECS", "0")])).is_err());
+        assert!(Config::load(None, env(&[("TOOLGATE_CONNECTOR_HEALTH_SECS", "3601")])).is_err());
+        assert!(Config::load(None, env(&[("TOOLGATE_CONNECTOR_HEALTH_SECS", "often")])).is_err());
+        let cfg = Config::load(None, env(&[("TOOLGATE_CONNECTOR_HEALTH_SECS", "5")])).unwrap();
+        assert_eq!(cfg.connector_health_secs, 5);
+        assert_eq!(Config::default().connector_health_secs, 30);
     }
 
     #[test]

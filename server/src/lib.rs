@@ -396,6 +396,11 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningServer> {
     let state = build_state(config, store, addr).await?;
     let shutdown = CancellationToken::new();
     state.catalog.spawn_change_follower(shutdown.child_token());
+    state.upstreams.clone().spawn_health_checks(
+        state.snapshot.clone(),
+        Duration::from_secs(state.config.connector_health_secs),
+        shutdown.child_token(),
+    );
     let app = build_router(state.clone(), shutdown.child_token());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {

@@ -23,3 +23,5 @@ mod scim;
 mod siem;
 #[path = "integration/store.rs"]
 mod store;
+#[path = "integration/transports.rs"]
+mod transports;

@@ -17,7 +17,7 @@ SERVER_PKGS := -p toolgate -p toolgate-domain -p toolgate-app
 TOOLGATE_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 export TOOLGATE_TEST_POSTGRES_URL
 
-.PHONY: help deps rust-deps test-deps build release run test lint fmt unit external bench bench-audit bench-dlp bench-scim clean
+.PHONY: help deps rust-deps test-deps build release run test lint fmt unit external bench bench-audit bench-dlp bench-scim bench-policy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -74,13 +74,16 @@ test: test-deps lint build unit external ## Everything CI runs
 
 AUDIT_BENCH_EVENTS ?= 10000000
 
-bench: bench-audit bench-dlp bench-scim ## All benchmarks (figures go to BENCHMARKS.md)
+bench: bench-audit bench-dlp bench-scim bench-policy ## All benchmarks (figures go to BENCHMARKS.md)
 
 bench-audit: rust-deps ## Audit append rate, record latency under load, search over $(AUDIT_BENCH_EVENTS) events (SQLite)
 	cargo run --release -p toolgate-domain --features ssr --example audit_bench -- --events $(AUDIT_BENCH_EVENTS)
 
 bench-dlp: rust-deps ## DLP scan throughput on a 1 MB tool response
 	cargo run --release -p toolgate-domain --features ssr --example dlp_bench
+
+bench-policy: rust-deps ## Policy decision, tools/list assembly and snapshot rebuild at 1,000 groups x 100 connectors x 50 tools (criterion)
+	cargo bench -p toolgate-domain --features test-util --bench policy
 
 bench-scim: release test-deps ## SCIM provisioning benchmark: Entra-like initial cycle, then disables (figures in BENCHMARKS.md)
 	target/pyenv/bin/python bench/scim_bench.py --binary target/release/toolgate --out target/bench-scim.json

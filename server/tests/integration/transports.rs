@@ -427,10 +427,17 @@ async fn spawn_issuer() -> (Served, Arc<Issuer>, String) {
 // A legacy HTTP+SSE upstream in-process: the common test upstream behind GET /sse + POST
 // ---------------------------------------------------------------------------------------------
 
+/// A request the SSE upstream received.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    key: Option<String>,
+    auth: Option<String>,
+}
+
 #[derive(Default)]
 struct SseLab {
-    /// (method, X-Upstream-Key, Authorization) of every request.
-    seen: Mutex<Vec<(String, Option<String>, Option<String>)>>,
+    seen: Mutex<Vec<Seen>>,
     sessions: Mutex<HashMap<String, futures::channel::mpsc::UnboundedSender<ClientJsonRpcMessage>>>,
     /// Sent as the endpoint instead of this server's own `/message`.
     endpoint: Option<String>,
@@ -445,11 +452,11 @@ impl SseLab {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        self.seen.lock().unwrap().push((
-            method.to_string(),
-            h("x-upstream-key"),
-            h("authorization"),
-        ));
+        self.seen.lock().unwrap().push(Seen {
+            method: method.to_string(),
+            key: h("x-upstream-key"),
+            auth: h("authorization"),
+        });
     }
 }
 
@@ -577,14 +584,14 @@ async fn sse_upstream_gets_the_connector_headers_on_the_stream_and_every_post() 
     let r = call(&client, "legacy__whoami", json!({})).await.unwrap();
     assert_eq!(first_text(&r), "sse-secret-7");
     let seen = lab.seen.lock().unwrap().clone();
-    assert!(seen.iter().any(|(m, _, _)| m == "GET"), "{seen:?}");
+    assert!(seen.iter().any(|r| r.method == "GET"), "{seen:?}");
     assert!(
-        seen.iter().filter(|(m, _, _)| m == "POST").count() >= 3,
+        seen.iter().filter(|r| r.method == "POST").count() >= 3,
         "initialize, initialized, tools/list, calls: {seen:?}"
     );
     assert!(
         seen.iter()
-            .all(|(_, key, _)| key.as_deref() == Some("sse-secret-7")),
+            .all(|r| r.key.as_deref() == Some("sse-secret-7")),
         "{seen:?}"
     );
 }
@@ -960,7 +967,7 @@ async fn oauth_client_credentials_token_is_fetched_once_reused_and_renewed_on_40
     let seen = sse_lab.seen.lock().unwrap().clone();
     assert!(
         seen.iter()
-            .all(|(_, _, auth)| auth.as_deref() == Some("Bearer tok-3")),
+            .all(|r| r.auth.as_deref() == Some("Bearer tok-3")),
         "{seen:?}"
     );
 }

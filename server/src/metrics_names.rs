@@ -15,3 +15,5 @@ pub const AUDIT_CHAIN_OK: &str = "toolgate_audit_chain_ok";
 pub const AUDIT_PURGED: &str = "toolgate_audit_purged_total";
 /// Counter of DLP findings in tool traffic, by detector and action.
 pub const DLP_FINDINGS: &str = "toolgate_dlp_findings_total";
+/// Gauge per connector: 1 healthy, 0 unhealthy.
+pub const UPSTREAM_HEALTH: &str = "toolgate_upstream_health";

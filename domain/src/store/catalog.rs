@@ -156,8 +156,9 @@ impl Store {
         rows.into_iter()
             .map(|(connector_id, name, hash, status, risk)| {
                 Ok(CatalogFacts {
-                    review: Review::parse(&status)
-                        .ok_or_else(|| Error::Internal(format!("unknown review state {status:?}")))?,
+                    review: Review::parse(&status).ok_or_else(|| {
+                        Error::Internal(format!("unknown review state {status:?}"))
+                    })?,
                     risk: Risk::parse(&risk)
                         .ok_or_else(|| Error::Internal(format!("unknown risk {risk:?}")))?,
                     connector_id,

@@ -371,7 +371,7 @@ async fn dashboard_pages_need_a_session_and_writes_need_same_origin() {
     assert!(html.contains("name=\"password\""), "{html}");
     // A server function without a session is refused.
     let res = no_redirect
-        .post(app.url("/fn/connectors"))
+        .post(app.url("/fn/connector_statuses"))
         .header("origin", app.base.clone())
         .header("content-type", "application/x-www-form-urlencoded")
         .body("")

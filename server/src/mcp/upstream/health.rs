@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use toolgate_domain::model::Connector;
 use toolgate_domain::model::ConnectorHealth;
 
-/// Gauge per connector: 1 healthy, 0 unhealthy.
-pub const UPSTREAM_HEALTH: &str = "toolgate_upstream_health";
+pub use crate::metrics_names::UPSTREAM_HEALTH;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);

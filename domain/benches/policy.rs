@@ -209,12 +209,16 @@ fn bench_decide(c: &mut Criterion) {
 }
 
 /// `Gateway::list_tools` without the upstream fetch: the tools each connector listed are decided
-/// for the principal and exposed as `connector__tool`.
+/// for the principal (the principal's rules gathered once per connector, as the gateway does)
+/// and exposed as `connector__tool`.
 fn list_tools(snap: &Snapshot, who: &Principal, listed: &[(String, Vec<String>)]) -> Vec<String> {
     let mut out = Vec::new();
     for (name, tools) in listed {
+        let Some(listing) = snap.listing(who, name) else {
+            continue;
+        };
         for tool in tools {
-            if !snap.allows(who, name, tool) {
+            if !listing.allows(tool) {
                 continue;
             }
             if let Some(exposed) = exposed_tool_name(name, tool) {

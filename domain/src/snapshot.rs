@@ -336,6 +336,18 @@ impl Snapshot {
         }
     }
 
+    /// One connector as the principal sees it: the rules of the principal's groups there gathered
+    /// once, so a listing decides each tool without looking them up again. `None` for an
+    /// unknown or disabled connector.
+    pub fn listing<'a>(&'a self, principal: &Principal, connector: &str) -> Option<Listing<'a>> {
+        let (c, grants) = self.grants(&principal.groups, connector)?;
+        Some(Listing {
+            tools: &c.tools,
+            grants,
+            block_changed: self.block_changed,
+        })
+    }
+
     /// Whether the principal may call `tool` on `connector`, without the explanation (listings).
     pub fn allows(&self, principal: &Principal, connector: &str, tool: &str) -> bool {
         let Some((c, grants)) = self.grants(&principal.groups, connector) else {
@@ -508,6 +520,24 @@ impl Snapshot {
             .get(name)
             .filter(|c| c.secrets.connector.enabled)
             .map(|c| &c.secrets)
+    }
+}
+
+/// A connector's catalog with the caller's rules there, for deciding a whole listing.
+pub struct Listing<'a> {
+    tools: &'a HashMap<String, CatalogEntry>,
+    grants: Vec<&'a CompiledRules>,
+    block_changed: bool,
+}
+
+impl Listing<'_> {
+    /// Whether the caller may call `tool` (as `Snapshot::allows`).
+    pub fn allows(&self, tool: &str) -> bool {
+        if self.grants.is_empty() {
+            return false;
+        }
+        let facts = self.tools.get(tool).map(|t| t.facts);
+        allows(&self.grants, tool, facts, self.block_changed)
     }
 }
 

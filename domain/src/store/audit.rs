@@ -241,6 +241,11 @@ fn fts5_query(text: &str) -> String {
         .join(" ")
 }
 
+/// What a checkpoint's MAC signs.
+pub(super) fn checkpoint_message(event_id: i64, hash: &str) -> Vec<u8> {
+    format!("audit-checkpoint-v1\n{event_id}\n{hash}").into_bytes()
+}
+
 impl Store {
     /// Writes a batch of events in one transaction: all are durable, or none (and the caller
     /// refuses the calls they describe). Each event is chained to the one before it.
@@ -499,8 +504,7 @@ impl Store {
     }
 
     fn checkpoint_mac(&self, event_id: i64, hash: &str) -> String {
-        self.cipher
-            .mac_hex(format!("audit-checkpoint-v1\n{event_id}\n{hash}").as_bytes())
+        self.cipher.mac_hex(&checkpoint_message(event_id, hash))
     }
 
     fn checkpoint_mac_ok(&self, c: &Checkpoint) -> bool {

@@ -159,11 +159,13 @@ impl ConnectorRow {
 
 const CONNECTOR_COLUMNS: &str = "id, name, transport, url, command, args, header_names, headers_sealed, env_names, env_sealed, oauth, oauth_secret_sealed, timeout_ms, max_concurrency, enabled, created_at, updated_at";
 
-fn env_aad(id: &str) -> Vec<u8> {
+/// The AAD of a connector's sealed environment.
+pub(super) fn env_aad(id: &str) -> Vec<u8> {
     format!("{id}:env").into_bytes()
 }
 
-fn oauth_aad(id: &str) -> Vec<u8> {
+/// The AAD of a connector's sealed OAuth client secret.
+pub(super) fn oauth_aad(id: &str) -> Vec<u8> {
     format!("{id}:oauth").into_bytes()
 }
 

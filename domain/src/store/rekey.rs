@@ -2,6 +2,10 @@
 //! and sealed again under a new one, and every audit checkpoint is signed again, in one
 //! transaction: either all of it moves to the new key or nothing changes.
 
+// The AADs and the checkpoint MAC input are the sealing and signing modules' own, so rotation
+// re-seals exactly what they will open.
+use super::audit::checkpoint_message;
+use super::connectors::{env_aad, oauth_aad};
 use super::{Backend, Store};
 use crate::crypto::Cipher;
 use crate::{Error, Result};
@@ -43,21 +47,6 @@ type SealedConnector = (String, String, String, Option<String>, Option<String>);
 /// covers secret settings added later without a list to keep in step.
 fn is_sealed(value: &str) -> bool {
     value.starts_with("v1:")
-}
-
-// The AADs and the checkpoint MAC input below must stay exactly as the modules that seal and sign
-// write them (`connectors.rs` env_aad / oauth_aad, `settings.rs`, `siem.rs`, `audit.rs`
-// checkpoint_mac); the rotation tests open every value through those modules afterwards.
-fn env_aad(id: &str) -> Vec<u8> {
-    format!("{id}:env").into_bytes()
-}
-
-fn oauth_aad(id: &str) -> Vec<u8> {
-    format!("{id}:oauth").into_bytes()
-}
-
-fn checkpoint_message(event_id: i64, hash: &str) -> Vec<u8> {
-    format!("audit-checkpoint-v1\n{event_id}\n{hash}").into_bytes()
 }
 
 /// Equal-length hex strings compared without an early exit.

@@ -145,8 +145,11 @@ impl ServerHandler for Gateway {
                     continue;
                 }
             };
+            let Some(listing) = snap.listing(&who, name) else {
+                continue;
+            };
             for tool in tools.iter() {
-                if !snap.allows(&who, name, &tool.name) {
+                if !listing.allows(&tool.name) {
                     continue;
                 }
                 if scope.is_some() {

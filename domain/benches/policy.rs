@@ -209,20 +209,24 @@ fn bench_decide(c: &mut Criterion) {
 }
 
 /// `Gateway::list_tools` without the upstream fetch: the tools each connector listed are decided
-/// for the principal (the principal's rules gathered once per connector, as the gateway does)
-/// and exposed as `connector__tool`.
-fn list_tools(snap: &Snapshot, who: &Principal, listed: &[(String, Vec<String>)]) -> Vec<String> {
+/// for the principal (the principal's rules gathered once per connector) and the allowed ones
+/// are copied from the connector's list of `connector__tool` names, which the gateway builds once
+/// per upstream listing (`ExposedTools`), not per request.
+fn list_tools(
+    snap: &Snapshot,
+    who: &Principal,
+    listed: &[(String, Vec<String>, Vec<Option<String>>)],
+) -> Vec<String> {
     let mut out = Vec::new();
-    for (name, tools) in listed {
+    for (name, tools, exposed) in listed {
         let Some(listing) = snap.listing(who, name) else {
             continue;
         };
-        for tool in tools {
-            if !listing.allows(tool) {
-                continue;
-            }
-            if let Some(exposed) = exposed_tool_name(name, tool) {
-                out.push(exposed);
+        for (tool, renamed) in tools.iter().zip(exposed) {
+            if let Some(renamed) = renamed
+                && listing.allows(tool)
+            {
+                out.push(renamed.clone());
             }
         }
     }
@@ -233,9 +237,14 @@ fn bench_tools_list(c: &mut Criterion) {
     let r = rows();
     let snap = snapshot(&r);
     let who = principal();
-    let listed: Vec<(String, Vec<String>)> = snap
+    let listed: Vec<(String, Vec<String>, Vec<Option<String>>)> = snap
         .enabled_connectors()
-        .map(|c| (c.connector.name.clone(), tool_names()))
+        .map(|c| {
+            let name = c.connector.name.clone();
+            let tools = tool_names();
+            let exposed = tools.iter().map(|t| exposed_tool_name(&name, t)).collect();
+            (name, tools, exposed)
+        })
         .collect();
     let exposed = list_tools(&snap, &who, &listed);
     assert!(exposed.len() > 1_000 && exposed.len() < CONNECTORS * TOOLS);
@@ -255,7 +264,7 @@ fn bench_tools_list(c: &mut Criterion) {
     g.bench_function("part_allows_only", |b| {
         b.iter(|| {
             let mut n = 0usize;
-            for (name, tools) in &listed {
+            for (name, tools, _) in &listed {
                 for tool in tools {
                     n += usize::from(snap.allows(&who, name, tool));
                 }
@@ -291,7 +300,7 @@ fn bench_tools_list(c: &mut Criterion) {
     g.bench_function("part_exposed_names_only", |b| {
         b.iter(|| {
             let mut out = Vec::new();
-            for (name, tools) in &listed {
+            for (name, tools, _) in &listed {
                 for tool in tools {
                     out.extend(exposed_tool_name(name, tool));
                 }

@@ -31,6 +31,12 @@ struct SnapUser {
     groups: Vec<String>,
 }
 
+/// Maps on the decision path: foldhash (randomly seeded; much faster than SipHash on short keys).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A connector's catalog by tool name.
+pub type CatalogMap = FastMap<String, CatalogEntry>;
+
 /// A tool as the catalog knows it.
 #[derive(Clone, Debug)]
 pub struct CatalogEntry {
@@ -44,7 +50,7 @@ pub struct CatalogEntry {
 pub struct SnapConnector {
     pub secrets: Arc<ConnectorSecrets>,
     index: u32,
-    pub tools: HashMap<String, CatalogEntry>,
+    pub tools: CatalogMap,
     /// A digest of the catalog (tool names and definition hashes): equal digests, equal catalogs.
     digest: u64,
 }
@@ -57,10 +63,10 @@ pub struct Snapshot {
     users: HashMap<String, SnapUser>,
     group_names: HashMap<String, String>,
     /// Group id -> index into the rule table.
-    group_index: HashMap<String, u32>,
+    group_index: FastMap<String, u32>,
     connectors: BTreeMap<String, SnapConnector>,
     /// Compiled rules by (group index, connector index).
-    rules: HashMap<(u32, u32), CompiledRules>,
+    rules: FastMap<(u32, u32), CompiledRules>,
     block_changed: bool,
     dlp: Option<Arc<Dlp>>,
 }
@@ -184,7 +190,7 @@ impl Snapshot {
         block_changed: bool,
         dlp: Option<Arc<Dlp>>,
     ) -> Self {
-        let group_index: HashMap<String, u32> = groups
+        let group_index: FastMap<String, u32> = groups
             .iter()
             .enumerate()
             .map(|(i, (id, _))| (id.clone(), i as u32))
@@ -199,7 +205,7 @@ impl Snapshot {
                 SnapConnector {
                     secrets: Arc::new(c),
                     index: i as u32,
-                    tools: HashMap::new(),
+                    tools: CatalogMap::default(),
                     digest: 0,
                 },
             );
@@ -230,7 +236,7 @@ impl Snapshot {
             entries.hash(&mut h);
             c.digest = h.finish();
         }
-        let mut rules = HashMap::new();
+        let mut rules = FastMap::default();
         for p in policies {
             let (Some(&gi), Some(ci)) = (
                 group_index.get(&p.group_id),
@@ -403,7 +409,7 @@ impl Snapshot {
     }
 
     /// The catalog of a connector (enabled or not), by tool name.
-    pub fn catalog_of(&self, connector: &str) -> Option<&HashMap<String, CatalogEntry>> {
+    pub fn catalog_of(&self, connector: &str) -> Option<&CatalogMap> {
         self.connectors.get(connector).map(|c| &c.tools)
     }
 
@@ -525,7 +531,7 @@ impl Snapshot {
 
 /// A connector's catalog with the caller's rules there, for deciding a whole listing.
 pub struct Listing<'a> {
-    tools: &'a HashMap<String, CatalogEntry>,
+    tools: &'a CatalogMap,
     grants: Vec<&'a CompiledRules>,
     block_changed: bool,
 }

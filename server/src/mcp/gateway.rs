@@ -43,6 +43,49 @@ pub struct GatewayShared {
     /// Forward calls even when their audit event cannot be written (`audit_fail_open`).
     pub fail_open: bool,
     pub catalog: crate::connectors::Catalog,
+    /// Each connector's tool list renamed `{connector}__{tool}`, made once per upstream listing.
+    pub exposed: Arc<ExposedTools>,
+}
+
+/// The aggregate endpoint's names for each connector's cached tool list: built when a listing
+/// is first seen (by identity of the cached list), so `tools/list` formats no names.
+#[derive(Default)]
+pub struct ExposedTools {
+    lists: std::sync::Mutex<std::collections::HashMap<String, ExposedList>>,
+}
+
+/// A cached upstream list (by identity) and its tools renamed (`None`: cannot be exposed).
+type ExposedList = (std::sync::Weak<Vec<Tool>>, Arc<Vec<Option<Tool>>>);
+
+impl ExposedTools {
+    /// The renamed tools of `tools`, the list connector `connector` gave.
+    pub fn of(&self, connector: &str, tools: &Arc<Vec<Tool>>) -> Arc<Vec<Option<Tool>>> {
+        let mut lists = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((list, exposed)) = lists.get(connector)
+            && std::ptr::eq(list.as_ptr(), Arc::as_ptr(tools))
+        {
+            return exposed.clone();
+        }
+        let exposed: Arc<Vec<Option<Tool>>> = Arc::new(
+            tools
+                .iter()
+                .map(|t| {
+                    let Some(name) = exposed_tool_name(connector, &t.name) else {
+                        tracing::warn!(connector, tool = %t.name, "tool name does not fit connector__tool within 64 characters; not exposed");
+                        return None;
+                    };
+                    let mut t = t.clone();
+                    t.name = name.into();
+                    Some(t)
+                })
+                .collect(),
+        );
+        lists.insert(
+            connector.to_string(),
+            (Arc::downgrade(tools), exposed.clone()),
+        );
+        exposed
+    }
 }
 
 /// Put into a request by the `/mcp/{connector}` route: this session sees one connector, its
@@ -148,21 +191,17 @@ impl ServerHandler for Gateway {
             let Some(listing) = snap.listing(&who, name) else {
                 continue;
             };
-            for tool in tools.iter() {
-                if !listing.allows(&tool.name) {
-                    continue;
+            if scope.is_some() {
+                out.extend(tools.iter().filter(|t| listing.allows(&t.name)).cloned());
+                continue;
+            }
+            let exposed = self.shared.exposed.of(name, &tools);
+            for (tool, renamed) in tools.iter().zip(exposed.iter()) {
+                if let Some(renamed) = renamed
+                    && listing.allows(&tool.name)
+                {
+                    out.push(renamed.clone());
                 }
-                if scope.is_some() {
-                    out.push(tool.clone());
-                    continue;
-                }
-                let Some(exposed) = exposed_tool_name(name, &tool.name) else {
-                    tracing::warn!(connector = %name, tool = %tool.name, "tool name does not fit connector__tool within 64 characters; not exposed");
-                    continue;
-                };
-                let mut t = tool.clone();
-                t.name = exposed.into();
-                out.push(t);
             }
         }
         Ok(ListToolsResult::with_all_items(out))

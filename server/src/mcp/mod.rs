@@ -56,6 +56,7 @@ pub fn router(state: &AppState, shutdown: CancellationToken) -> Router<AppState>
         clock: state.store.clock().clone(),
         fail_open: state.config.audit_fail_open,
         catalog: state.catalog.clone(),
+        exposed: Arc::default(),
     };
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(allowed_hosts(&state.config.public_url()))

@@ -212,11 +212,10 @@ fn bench_decide(c: &mut Criterion) {
 /// for the principal (the principal's rules gathered once per connector) and the allowed ones
 /// are copied from the connector's list of `connector__tool` names, which the gateway builds once
 /// per upstream listing (`ExposedTools`), not per request.
-fn list_tools(
-    snap: &Snapshot,
-    who: &Principal,
-    listed: &[(String, Vec<String>, Vec<Option<String>>)],
-) -> Vec<String> {
+/// One connector's listing: its name, the tools it listed and their exposed names.
+type Listed = (String, Vec<String>, Vec<Option<String>>);
+
+fn list_tools(snap: &Snapshot, who: &Principal, listed: &[Listed]) -> Vec<String> {
     let mut out = Vec::new();
     for (name, tools, exposed) in listed {
         let Some(listing) = snap.listing(who, name) else {
@@ -237,7 +236,7 @@ fn bench_tools_list(c: &mut Criterion) {
     let r = rows();
     let snap = snapshot(&r);
     let who = principal();
-    let listed: Vec<(String, Vec<String>, Vec<Option<String>>)> = snap
+    let listed: Vec<Listed> = snap
         .enabled_connectors()
         .map(|c| {
             let name = c.connector.name.clone();

@@ -17,9 +17,9 @@ DOCS = "demo://resource/static/document/*"
 def reader(world: World) -> str:
     """A person whose group may read the static documents and get prompts named simple-*."""
     gw = world.gw
-    uid = gw.api("POST", "/api/v1/users", 201, {"user_name": "erin", "display_name": "Erin"})["id"]
+    uid = gw.api("POST", "/api/v1/users", 201, {"user_name": "connectors-reader", "display_name": "Connectors Reader"})["id"]
     token = gw.api("POST", f"/api/v1/users/{uid}/tokens", 201, {"name": "sdk"})["token"]
-    gid = gw.api("POST", "/api/v1/groups", 201, {"display_name": "readers"})["id"]
+    gid = gw.api("POST", "/api/v1/groups", 201, {"display_name": "connectors-readers"})["id"]
     gw.api("PUT", f"/api/v1/groups/{gid}/policies/{world.connector_id}", 200,
            {"allow": ["echo"], "resources": [DOCS], "prompts": ["simple-*"]})
     gw.api("PUT", f"/api/v1/groups/{gid}/members/{uid}", 204)
@@ -93,9 +93,9 @@ def test_prompts_are_relayed_under_their_own_rules(world: World, reader: str) ->
 
 def test_a_risk_ceiling_allows_by_level(world: World) -> None:
     gw = world.gw
-    uid = gw.api("POST", "/api/v1/users", 201, {"user_name": "frank", "display_name": "Frank"})["id"]
+    uid = gw.api("POST", "/api/v1/users", 201, {"user_name": "connectors-lowrisk", "display_name": "Connectors Lowrisk"})["id"]
     token = gw.api("POST", f"/api/v1/users/{uid}/tokens", 201, {"name": "sdk"})["token"]
-    gid = gw.api("POST", "/api/v1/groups", 201, {"display_name": "low-risk"})["id"]
+    gid = gw.api("POST", "/api/v1/groups", 201, {"display_name": "connectors-low-risk"})["id"]
     gw.api("PUT", f"/api/v1/groups/{gid}/policies/{world.connector_id}", 200, {"allow_risk": "low"})
     gw.api("PUT", f"/api/v1/groups/{gid}/members/{uid}", 204)
     catalog = gw.api("GET", f"/api/v1/connectors/{world.connector_id}/tools", 200)
@@ -103,6 +103,6 @@ def test_a_risk_ceiling_allows_by_level(world: World) -> None:
     assert low, "some tool of server-everything is Low"
     names = sorted(t.name for t in list_tools_direct(gw.mcp_url, token))
     assert names == low
-    sim = gw.api("GET", "/api/v1/policy/simulate?user=frank", 200)
+    sim = gw.api("GET", "/api/v1/policy/simulate?user=connectors-lowrisk", 200)
     decided = {t["tool"]: t for t in sim["connectors"][0]["tools"]}
     assert all("risk <= Low" in decided[n.removeprefix("everything__")]["rule"] for n in low)

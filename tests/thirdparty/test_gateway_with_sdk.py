@@ -266,5 +266,9 @@ def test_an_unreachable_connector_hides_nothing_else_and_its_calls_fail_audited(
 
     latest = gw.api("GET", "/api/v1/audit?limit=1&kind=tool_call", 200)["items"][0]
     assert (latest["principal"], latest["connector"], latest["tool"]) == ("erin", "dead", "echo")
-    assert latest["decision"] == "allow"
+    # Its tools could never be discovered, so policy cannot allow them (not in the catalog): the
+    # row says so, and that the upstream is why.
+    assert latest["decision"] == "deny"
     assert latest["outcome"] == "upstream_error"
+    assert "not in the catalog" in latest["rule"], latest["rule"]
+    assert "unreachable" in latest["error"] or "unhealthy" in latest["error"], latest["error"]

@@ -426,25 +426,21 @@ impl ServerHandler for Gateway {
         let who = principal(&ctx)?;
         let scope = scope(&ctx);
         let snap = self.shared.snapshot.get();
-        let connectors = self.in_scope(&snap, &scope);
-        let fetched = join_all(
-            connectors
-                .iter()
-                .map(|c| self.shared.upstreams.list_resources(c)),
-        )
-        .await;
+        let listed = self
+            .gather(
+                &snap,
+                &scope,
+                |up, c| async move { up.list_resources(&c).await },
+            )
+            .await;
         let mut out = Vec::new();
-        for (c, listed) in connectors.iter().zip(fetched) {
-            let name = &c.connector.name;
-            let Ok(resources) = listed else {
-                continue;
-            };
+        for (name, resources) in listed {
             for mut r in resources {
-                if !snap.decide_resource(&who, name, &r.uri).is_allowed() {
+                if !snap.decide_resource(&who, &name, &r.uri).is_allowed() {
                     continue;
                 }
                 if scope.is_none() {
-                    r.uri = aggregate_uri(name, &r.uri);
+                    r.uri = aggregate_uri(&name, &r.uri);
                 }
                 out.push(r);
             }
@@ -460,32 +456,26 @@ impl ServerHandler for Gateway {
         let who = principal(&ctx)?;
         let scope = scope(&ctx);
         let snap = self.shared.snapshot.get();
-        let connectors = self.in_scope(&snap, &scope);
-        let fetched = join_all(
-            connectors
-                .iter()
-                .map(|c| self.shared.upstreams.list_resource_templates(c)),
-        )
-        .await;
+        let listed = self
+            .gather(&snap, &scope, |up, c| async move {
+                up.list_resource_templates(&c).await
+            })
+            .await;
         let mut out = Vec::new();
-        for (c, listed) in connectors.iter().zip(fetched) {
-            let name = &c.connector.name;
-            let Ok(templates) = listed else {
-                continue;
-            };
+        for (name, templates) in listed {
             for mut t in templates {
                 // A template is offered when its literal part could match an allowed resource
                 // pattern; every read is still decided on the concrete URI.
                 let literal = t.uri_template.split('{').next().unwrap_or_default();
                 if !snap
-                    .decide_resource(&who, name, &format!("{literal}*"))
+                    .decide_resource(&who, &name, &format!("{literal}*"))
                     .is_allowed()
-                    && !snap.decide_resource(&who, name, literal).is_allowed()
+                    && !snap.decide_resource(&who, &name, literal).is_allowed()
                 {
                     continue;
                 }
                 if scope.is_none() {
-                    t.uri_template = aggregate_uri(name, &t.uri_template);
+                    t.uri_template = aggregate_uri(&name, &t.uri_template);
                 }
                 out.push(t);
             }
@@ -517,19 +507,24 @@ impl ServerHandler for Gateway {
         } else {
             snap.decide_resource(&who, &connector, &uri)
         };
-        let mut event = self.access_event(&who, &meta, "resource_read", &connector, &uri, &verdict);
-        let target = snap
-            .connector(&connector)
-            .filter(|_| verdict.is_allowed())
-            .cloned();
-        let Some(target) = target else {
-            event.latency_us = started.elapsed().as_micros() as i64;
-            self.record(event, false).await?;
-            return Err(ErrorData::resource_not_found(
+        let refused = || {
+            ErrorData::resource_not_found(
                 format!("resource \"{asked}\" is not permitted for this caller"),
                 None,
-            ));
+            )
         };
+        let (target, mut event) = self
+            .admit(
+                &snap,
+                &who,
+                &meta,
+                "resource_read",
+                (&connector, &uri),
+                verdict,
+                started,
+            )
+            .await?
+            .ok_or_else(refused)?;
         let mut upstream_request = request;
         upstream_request.uri = uri.clone();
         let result = self
@@ -607,25 +602,21 @@ impl ServerHandler for Gateway {
         let who = principal(&ctx)?;
         let scope = scope(&ctx);
         let snap = self.shared.snapshot.get();
-        let connectors = self.in_scope(&snap, &scope);
-        let fetched = join_all(
-            connectors
-                .iter()
-                .map(|c| self.shared.upstreams.list_prompts(c)),
-        )
-        .await;
+        let listed = self
+            .gather(
+                &snap,
+                &scope,
+                |up, c| async move { up.list_prompts(&c).await },
+            )
+            .await;
         let mut out = Vec::new();
-        for (c, listed) in connectors.iter().zip(fetched) {
-            let name = &c.connector.name;
-            let Ok(prompts) = listed else {
-                continue;
-            };
+        for (name, prompts) in listed {
             for mut p in prompts {
-                if !snap.decide_prompt(&who, name, &p.name).is_allowed() {
+                if !snap.decide_prompt(&who, &name, &p.name).is_allowed() {
                     continue;
                 }
                 if scope.is_none() {
-                    let Some(exposed) = exposed_tool_name(name, &p.name) else {
+                    let Some(exposed) = exposed_tool_name(&name, &p.name) else {
                         continue;
                     };
                     p.name = exposed;
@@ -660,19 +651,24 @@ impl ServerHandler for Gateway {
         } else {
             snap.decide_prompt(&who, &connector, &prompt)
         };
-        let mut event = self.access_event(&who, &meta, "prompt_get", &connector, &prompt, &verdict);
-        let target = snap
-            .connector(&connector)
-            .filter(|_| verdict.is_allowed())
-            .cloned();
-        let Some(target) = target else {
-            event.latency_us = started.elapsed().as_micros() as i64;
-            self.record(event, false).await?;
-            return Err(ErrorData::invalid_params(
+        let refused = || {
+            ErrorData::invalid_params(
                 format!("prompt \"{exposed}\" is not permitted for this caller"),
                 None,
-            ));
+            )
         };
+        let (target, mut event) = self
+            .admit(
+                &snap,
+                &who,
+                &meta,
+                "prompt_get",
+                (&connector, &prompt),
+                verdict,
+                started,
+            )
+            .await?
+            .ok_or_else(refused)?;
         let mut upstream_request = request;
         upstream_request.name = prompt;
         let response = match self
@@ -815,6 +811,64 @@ impl Gateway {
         match scope {
             Some(name) => snap.connector(name).cloned().into_iter().collect(),
             None => snap.enabled_connectors().cloned().collect(),
+        }
+    }
+
+    /// Each connector in scope with what `list` got from it (connectors that failed are left out:
+    /// one broken connector must not hide the others').
+    async fn gather<T, F, Fut>(
+        &self,
+        snap: &toolgate_domain::snapshot::Snapshot,
+        scope: &Option<String>,
+        list: F,
+    ) -> Vec<(String, Vec<T>)>
+    where
+        F: Fn(Arc<Upstreams>, Arc<toolgate_domain::store::ConnectorSecrets>) -> Fut,
+        Fut: std::future::Future<Output = Result<Vec<T>, UpstreamError>>,
+    {
+        let connectors = self.in_scope(snap, scope);
+        let fetched = join_all(
+            connectors
+                .iter()
+                .map(|c| list(self.shared.upstreams.clone(), c.clone())),
+        )
+        .await;
+        connectors
+            .into_iter()
+            .zip(fetched)
+            .filter_map(|(c, got)| match got {
+                Ok(items) => Some((c.connector.name.clone(), items)),
+                Err(e) => {
+                    tracing::warn!(connector = %c.connector.name, error = %e, "connector left out of the list");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Admits a resource read or prompt get: returns the connector to ask and the audit event
+    /// to complete, or records the refusal and returns `None` (the caller then answers with its
+    /// protocol's error).
+    #[allow(clippy::too_many_arguments)]
+    async fn admit(
+        &self,
+        snap: &toolgate_domain::snapshot::Snapshot,
+        who: &Principal,
+        meta: &CallMeta,
+        kind: &str,
+        (connector, target): (&str, &str),
+        verdict: toolgate_domain::policy::Verdict,
+        started: Instant,
+    ) -> Result<Option<(Arc<toolgate_domain::store::ConnectorSecrets>, NewAuditEvent)>, ErrorData>
+    {
+        let mut event = self.access_event(who, meta, kind, connector, target, &verdict);
+        match snap.connector(connector).filter(|_| verdict.is_allowed()) {
+            Some(c) => Ok(Some((c.clone(), event))),
+            None => {
+                event.latency_us = started.elapsed().as_micros() as i64;
+                self.record(event, false).await?;
+                Ok(None)
+            }
         }
     }
 

@@ -5,7 +5,7 @@
 
 use crate::policy::ToolRules;
 use crate::risk::Risk;
-use crate::store::{CatalogSettings, NewAuditEvent, PolicyRow, Store, setting_keys};
+use crate::store::{CatalogSettings, NewAuditEvent, PolicyRow, Store};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
@@ -658,12 +658,43 @@ fn risk_view(r: &RiskChange, risk: Risk, overridden: bool) -> serde_json::Value 
     })
 }
 
-/// Carries out a plan through the store, records every change in the audit log as made by
-/// `principal` (subject kind `system`, as the other console commands) with the same event kinds
-/// as the admin API, and tells other replicas to reload. Returns the number of changes made. On
-/// a failure the changes made before it are still audited, and the error says how far it got.
+/// Carries out a plan through the store in ONE transaction (all changes or none), then records
+/// every change in the audit log as made by `principal` (subject kind `system`, as the other
+/// console commands) with the same event kinds as the admin API, and tells other replicas to
+/// reload. Returns the number of changes made.
 pub async fn apply(store: &Store, plan: &Plan, principal: &str) -> crate::Result<usize> {
-    let mut events = Vec::with_capacity(plan.len());
+    use crate::store::PolicyChange;
+    let mut changes = Vec::with_capacity(plan.len());
+    if let Some((_, new)) = plan.block_changed_tools {
+        changes.push(PolicyChange::CatalogSettings(CatalogSettings {
+            block_changed_tools: new,
+        }));
+    }
+    for c in &plan.rules {
+        changes.push(match &c.after {
+            Some(rules) => PolicyChange::PutRules {
+                group_id: c.group_id.clone(),
+                connector_id: c.connector_id.clone(),
+                rules: rules.clone(),
+            },
+            None => PolicyChange::DeleteRules {
+                group_id: c.group_id.clone(),
+                connector_id: c.connector_id.clone(),
+            },
+        });
+    }
+    for r in &plan.risks {
+        changes.push(PolicyChange::SetRisk {
+            connector_id: r.connector_id.clone(),
+            tool: r.tool.clone(),
+            risk: r.after,
+        });
+    }
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    let levels = store.apply_policy_changes(&changes).await?;
+
     let event = |kind: &str, before, after| NewAuditEvent {
         client_name: Some("toolgate policy apply".into()),
         ..NewAuditEvent::change(
@@ -675,76 +706,43 @@ pub async fn apply(store: &Store, plan: &Plan, principal: &str) -> crate::Result
             after,
         )
     };
-    let outcome: crate::Result<()> = async {
-        if let Some((old, new)) = plan.block_changed_tools {
-            let after = CatalogSettings {
-                block_changed_tools: new,
-            };
-            store.put_setting(setting_keys::CATALOG, &after).await?;
-            let before = CatalogSettings {
+    let mut events = Vec::with_capacity(changes.len());
+    if let Some((old, new)) = plan.block_changed_tools {
+        events.push(event(
+            "admin.settings.catalog",
+            serde_json::to_value(CatalogSettings {
                 block_changed_tools: old,
-            };
-            events.push(event(
-                "admin.settings.catalog",
-                serde_json::to_value(&before).ok(),
-                serde_json::to_value(&after).ok(),
-            ));
-        }
-        for c in &plan.rules {
-            match &c.after {
-                Some(rules) => {
-                    store
-                        .put_rules(&c.group_id, &c.connector_id, rules.clone())
-                        .await?;
-                    events.push(event(
-                        "admin.policy.put",
-                        c.before.as_ref().map(|b| rule_view(c, b)),
-                        Some(rule_view(c, rules)),
-                    ));
-                }
-                None => {
-                    store.delete_policy(&c.group_id, &c.connector_id).await?;
-                    events.push(event(
-                        "admin.policy.delete",
-                        c.before.as_ref().map(|b| rule_view(c, b)),
-                        None,
-                    ));
-                }
-            }
-        }
-        for r in &plan.risks {
-            let after = store
-                .set_tool_risk(&r.connector_id, &r.tool, r.after)
-                .await?;
-            events.push(event(
-                "admin.catalog.risk",
-                Some(risk_view(r, r.current, r.before.is_some())),
-                Some(risk_view(r, after.risk, after.risk_overridden)),
-            ));
-        }
-        Ok(())
+            })
+            .ok(),
+            serde_json::to_value(CatalogSettings {
+                block_changed_tools: new,
+            })
+            .ok(),
+        ));
     }
-    .await;
-    let done = events.len();
-    let audited = if events.is_empty() {
-        Ok(())
-    } else {
-        store.insert_audit_batch(&events).await
-    };
-    if done > 0 {
-        // Other replicas rebuild their snapshot (PostgreSQL NOTIFY; nothing on SQLite).
-        store.notify_change(principal).await?;
+    for c in &plan.rules {
+        let before = c.before.as_ref().map(|b| rule_view(c, b));
+        events.push(match &c.after {
+            Some(rules) => event("admin.policy.put", before, Some(rule_view(c, rules))),
+            None => event("admin.policy.delete", before, None),
+        });
     }
-    match (outcome, audited) {
-        (Ok(()), Ok(())) => Ok(done),
-        (Err(e), _) => Err(crate::Error::Internal(format!(
-            "{e} ({done} of {} changes were made before the failure)",
-            plan.len()
-        ))),
-        (Ok(()), Err(e)) => Err(crate::Error::Internal(format!(
+    for (r, (level, overridden)) in plan.risks.iter().zip(&levels) {
+        events.push(event(
+            "admin.catalog.risk",
+            Some(risk_view(r, r.current, r.before.is_some())),
+            Some(risk_view(r, *level, *overridden)),
+        ));
+    }
+    let done = changes.len();
+    // Other replicas rebuild their snapshot (PostgreSQL NOTIFY; nothing on SQLite).
+    store.notify_change(principal).await?;
+    store.insert_audit_batch(&events).await.map_err(|e| {
+        crate::Error::Internal(format!(
             "all {done} changes were made but could not be audited: {e}"
-        ))),
-    }
+        ))
+    })?;
+    Ok(done)
 }
 
 #[cfg(test)]

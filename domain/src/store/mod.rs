@@ -30,7 +30,7 @@ pub use directory::{
     DirectoryGroup, DirectoryKey, DirectoryUser, GroupWrite, MemberChange, ScimRequestLog,
     UserWrite,
 };
-pub use policies::PolicyRow;
+pub use policies::{PolicyChange, PolicyRow};
 pub use settings::keys as setting_keys;
 pub use tokens::TokenGrant;
 pub use users::NewUser;

@@ -47,6 +47,17 @@ impl From<Row> for ToolPolicy {
     }
 }
 
+/// Sets a group's rules on a connector ($1 group, $2 connector, $3-$8 rule lists and levels, $9 now).
+const UPSERT_RULES: &str =
+    "INSERT INTO tool_policies (group_id, connector_id, allow_patterns, block_patterns,
+        allow_risk, block_risk, resources, prompts, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+     ON CONFLICT (group_id, connector_id) DO UPDATE
+     SET allow_patterns = excluded.allow_patterns, block_patterns = excluded.block_patterns,
+         allow_risk = excluded.allow_risk, block_risk = excluded.block_risk,
+         resources = excluded.resources, prompts = excluded.prompts,
+         updated_at = excluded.updated_at";
+
 const POLICY_SELECT: &str =
     "SELECT p.group_id, p.connector_id, c.name AS connector_name, p.allow_patterns,
     p.block_patterns, p.allow_risk, p.block_risk, p.resources, p.prompts, p.updated_at FROM tool_policies p JOIN connectors c ON c.id = p.connector_id";
@@ -87,27 +98,18 @@ impl Store {
             "connector",
         )
         .await?;
-        sqlx::query(
-            "INSERT INTO tool_policies (group_id, connector_id, allow_patterns, block_patterns, allow_risk,
-                block_risk, resources, prompts, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (group_id, connector_id) DO UPDATE
-             SET allow_patterns = excluded.allow_patterns, block_patterns = excluded.block_patterns,
-                 allow_risk = excluded.allow_risk, block_risk = excluded.block_risk,
-                 resources = excluded.resources, prompts = excluded.prompts,
-                 updated_at = excluded.updated_at",
-        )
-        .bind(group_id)
-        .bind(connector_id)
-        .bind(to_json_list(&rules.allow))
-        .bind(to_json_list(&rules.block))
-        .bind(rules.allow_risk.map(Risk::as_str))
-        .bind(rules.block_risk.map(Risk::as_str))
-        .bind(to_json_list(&rules.resources))
-        .bind(to_json_list(&rules.prompts))
-        .bind(self.now_ms())
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(UPSERT_RULES)
+            .bind(group_id)
+            .bind(connector_id)
+            .bind(to_json_list(&rules.allow))
+            .bind(to_json_list(&rules.block))
+            .bind(rules.allow_risk.map(Risk::as_str))
+            .bind(rules.block_risk.map(Risk::as_str))
+            .bind(to_json_list(&rules.resources))
+            .bind(to_json_list(&rules.prompts))
+            .bind(self.now_ms())
+            .execute(&mut *tx)
+            .await?;
         let sql = format!("{POLICY_SELECT} WHERE p.group_id = $1 AND p.connector_id = $2");
         let row = sqlx::query_as::<_, Row>(&sql)
             .bind(group_id)
@@ -155,5 +157,144 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+/// One change of a policy file, applied with the others in one transaction
+/// (`Store::apply_policy_changes`).
+#[derive(Clone, Debug)]
+pub enum PolicyChange {
+    /// Set (replace) a group's rules on a connector; the rules are validated.
+    PutRules {
+        group_id: String,
+        connector_id: String,
+        rules: ToolRules,
+    },
+    /// Remove a group's rules on a connector.
+    DeleteRules {
+        group_id: String,
+        connector_id: String,
+    },
+    /// Set a tool's risk level (`None`: back to the suggestion).
+    SetRisk {
+        connector_id: String,
+        tool: String,
+        risk: Option<Risk>,
+    },
+    /// Replace the catalog settings.
+    CatalogSettings(crate::store::CatalogSettings),
+}
+
+impl Store {
+    /// Applies every change in ONE transaction: all of them or, on any failure, none. Returns,
+    /// for each `SetRisk`, the level and whether it is an admin's (in order of the changes).
+    pub async fn apply_policy_changes(
+        &self,
+        changes: &[PolicyChange],
+    ) -> Result<Vec<(Risk, bool)>> {
+        let now = self.now_ms();
+        let mut risks = Vec::new();
+        let mut tx = self.write_tx().await?;
+        for change in changes {
+            match change {
+                PolicyChange::PutRules {
+                    group_id,
+                    connector_id,
+                    rules,
+                } => {
+                    let rules = rules.clone().validated().map_err(Error::Invalid)?;
+                    require_exists(
+                        &mut tx,
+                        "SELECT 1 FROM access_groups WHERE id = $1",
+                        group_id,
+                        "group",
+                    )
+                    .await?;
+                    require_exists(
+                        &mut tx,
+                        "SELECT 1 FROM connectors WHERE id = $1",
+                        connector_id,
+                        "connector",
+                    )
+                    .await?;
+                    sqlx::query(UPSERT_RULES)
+                        .bind(group_id)
+                        .bind(connector_id)
+                        .bind(to_json_list(&rules.allow))
+                        .bind(to_json_list(&rules.block))
+                        .bind(rules.allow_risk.map(Risk::as_str))
+                        .bind(rules.block_risk.map(Risk::as_str))
+                        .bind(to_json_list(&rules.resources))
+                        .bind(to_json_list(&rules.prompts))
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                PolicyChange::DeleteRules {
+                    group_id,
+                    connector_id,
+                } => {
+                    sqlx::query(
+                        "DELETE FROM tool_policies WHERE group_id = $1 AND connector_id = $2",
+                    )
+                    .bind(group_id)
+                    .bind(connector_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                PolicyChange::SetRisk {
+                    connector_id,
+                    tool,
+                    risk,
+                } => {
+                    let found: Option<(String,)> = sqlx::query_as(
+                        "SELECT annotations FROM connector_tools WHERE connector_id = $1 AND name = $2",
+                    )
+                    .bind(connector_id)
+                    .bind(tool)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let Some((annotations,)) = found else {
+                        return Err(Error::NotFound("tool"));
+                    };
+                    let (level, reason, overridden) = match risk {
+                        Some(r) => (*r, "set by an admin".to_string(), true),
+                        None => {
+                            let hints = serde_json::from_str(&annotations).unwrap_or_default();
+                            let (r, why) = crate::risk::suggest(tool, &hints);
+                            (r, why, false)
+                        }
+                    };
+                    sqlx::query(
+                        "UPDATE connector_tools SET risk = $1, risk_reason = $2, risk_overridden = $3, updated_at = $4
+                         WHERE connector_id = $5 AND name = $6",
+                    )
+                    .bind(level.as_str())
+                    .bind(&reason)
+                    .bind(i64::from(overridden))
+                    .bind(now)
+                    .bind(connector_id)
+                    .bind(tool)
+                    .execute(&mut *tx)
+                    .await?;
+                    risks.push((level, overridden));
+                }
+                PolicyChange::CatalogSettings(settings) => {
+                    let json = serde_json::to_string(settings)
+                        .map_err(|e| Error::Internal(format!("catalog settings: {e}")))?;
+                    sqlx::query(
+                        "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                    )
+                    .bind(crate::store::setting_keys::CATALOG)
+                    .bind(json)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(risks)
     }
 }

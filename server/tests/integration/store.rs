@@ -1132,6 +1132,44 @@ async fn catalog_suite(url: String) {
     assert_eq!(back.risk, Risk::Consequential);
     assert!(!back.risk_overridden);
 
+    // A policy file's changes go in one transaction: a failing change leaves none applied.
+    use toolgate_domain::store::PolicyChange;
+    let eng = store.create_group("Policy Engineers", None).await.unwrap();
+    let put = PolicyChange::PutRules {
+        group_id: eng.id.clone(),
+        connector_id: stdio.id.clone(),
+        rules: toolgate_domain::policy::ToolRules::names(vec!["push".into()], vec![]),
+    };
+    let failing = store
+        .apply_policy_changes(&[
+            put.clone(),
+            PolicyChange::SetRisk {
+                connector_id: stdio.id.clone(),
+                tool: "no-such-tool".into(),
+                risk: Some(Risk::Low),
+            },
+        ])
+        .await;
+    assert!(matches!(failing, Err(Error::NotFound(_))), "{failing:?}");
+    assert!(store.group_policies(&eng.id).await.unwrap().is_empty());
+    let levels = store
+        .apply_policy_changes(&[
+            put,
+            PolicyChange::SetRisk {
+                connector_id: stdio.id.clone(),
+                tool: "push".into(),
+                risk: Some(Risk::High),
+            },
+            PolicyChange::CatalogSettings(toolgate_domain::store::CatalogSettings {
+                block_changed_tools: false,
+            }),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(levels, vec![(Risk::High, true)]);
+    assert_eq!(store.group_policies(&eng.id).await.unwrap().len(), 1);
+    assert!(!store.catalog_settings().await.unwrap().block_changed_tools);
+
     // Deleting a connector takes its catalog and policies with it.
     store.delete_connector(&stdio.id).await.unwrap();
     assert!(store.catalog(&stdio.id).await.unwrap().is_empty());

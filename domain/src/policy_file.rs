@@ -735,8 +735,8 @@ pub async fn apply(store: &Store, plan: &Plan, principal: &str) -> crate::Result
         ));
     }
     let done = changes.len();
-    // Other replicas rebuild their snapshot (PostgreSQL NOTIFY; nothing on SQLite).
-    store.notify_change(principal).await?;
+    // Running servers rebuild their snapshot (PostgreSQL NOTIFY; a marker they poll on SQLite).
+    store.announce_change(principal).await?;
     store.insert_audit_batch(&events).await.map_err(|e| {
         crate::Error::Internal(format!(
             "all {done} changes were made but could not be audited: {e}"

@@ -652,6 +652,29 @@ impl SnapshotHandle {
         }
     }
 
+    /// SQLite: follows changes made by other processes on the same file (the CLI's `policy
+    /// apply`), which write a marker (`Store::announce_change`); polled every `every`.
+    pub async fn watch_marker(self: Arc<Self>, every: std::time::Duration) {
+        let mut seen = self.store.change_marker().await.ok().flatten();
+        loop {
+            tokio::time::sleep(every).await;
+            match self.store.change_marker().await {
+                Ok(now) if now != seen => {
+                    seen = now;
+                    if let Err(e) = self.reload().await {
+                        tracing::warn!(error = %e, "snapshot reload after an outside change failed");
+                    } else {
+                        tracing::info!(
+                            "configuration changed by another process; snapshot reloaded"
+                        );
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot read the change marker"),
+            }
+        }
+    }
+
     /// A receiver that wakes whenever a new snapshot is in place.
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use toolgate_domain::crypto::MasterKey;
 use toolgate_domain::policy_file::{self, PolicyState};
-use toolgate_domain::store::{Backend, NewAuditEvent};
+use toolgate_domain::store::NewAuditEvent;
 
 /// Toolgate: the MCP gateway enterprise IT can trust. One URL for every agent, policy per tool
 /// from your groups, every call audited.
@@ -267,14 +267,10 @@ async fn policy_apply(config: &Config, args: PolicyApply) -> anyhow::Result<()> 
         let done = policy_file::apply(&store, &plan, "cli")
             .await
             .map_err(domain_error("applying the policy"))?;
-        println!("Applied {done} change{}.", if done == 1 { "" } else { "s" });
-        if store.backend() == Backend::Sqlite {
-            // SQLite has no change notifications: a server on the same file still decides from
-            // its snapshot until something makes it reload.
-            eprintln!(
-                "note: a toolgate server running on this SQLite database uses the new policy after its next reload (any change made through it) or restart"
-            );
-        }
+        println!(
+            "Applied {done} change{}; running servers use them within a second.",
+            if done == 1 { "" } else { "s" }
+        );
         Ok(())
     }
     .await;

@@ -297,6 +297,9 @@ pub async fn build_state(
     if store.backend() == toolgate_domain::store::Backend::Postgres {
         // Replicas on one PostgreSQL: follow the others' changes (policy, directory, tokens).
         tokio::spawn(snapshot.clone().follow_changes(config.database_url.clone()));
+    } else {
+        // One server per SQLite file, but the CLI may change it too (`policy apply`).
+        tokio::spawn(snapshot.clone().watch_marker(Duration::from_secs(1)));
     }
     let audit = AuditSink::start(store.clone());
     if config.audit_fail_open {

@@ -175,6 +175,25 @@ impl Store {
         Ok(())
     }
 
+    /// For a process that changed the database without being a server (the CLI): tells every
+    /// running server to reload. PostgreSQL: `NOTIFY`. SQLite: a marker setting the server polls
+    /// (`SnapshotHandle::watch_marker`).
+    pub async fn announce_change(&self, from: &str) -> Result<()> {
+        match self.backend {
+            Backend::Postgres => self.notify_change(from).await,
+            Backend::Sqlite => {
+                let marker = format!("{from}:{}", uuid::Uuid::new_v4());
+                self.put_setting(settings::keys::CHANGE_MARKER, &marker)
+                    .await
+            }
+        }
+    }
+
+    /// The marker `announce_change` last wrote on SQLite, if any.
+    pub async fn change_marker(&self) -> Result<Option<String>> {
+        self.setting(settings::keys::CHANGE_MARKER).await
+    }
+
     /// One round trip, for `/readyz`.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -15,6 +15,8 @@ pub mod keys {
     pub const AUDIT_INTEGRITY: &str = "audit.integrity";
     /// `DlpSettings`: detectors and actions for tool traffic.
     pub const DLP: &str = "dlp";
+    /// String: changed by an out-of-process writer (the CLI) on SQLite; servers poll it.
+    pub const CHANGE_MARKER: &str = "change.marker";
     /// `CatalogSettings`: how changed tool definitions are treated.
     pub const CATALOG: &str = "catalog";
 }

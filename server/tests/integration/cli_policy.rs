@@ -266,7 +266,7 @@ async fn policy_suite(url: String) {
     .await;
     assert_exit(&out, 0);
     assert!(
-        stdout(&out).contains("Applied 6 changes."),
+        stdout(&out).contains("Applied 6 changes;"),
         "{}",
         stdout(&out)
     );

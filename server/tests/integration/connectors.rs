@@ -630,3 +630,46 @@ async fn resources_and_prompts_follow_their_own_rules() {
     );
     assert!(!audit_rows(&app, "prompt_get").await.is_empty());
 }
+
+/// A policy applied with the CLI to the SQLite file a server is running on takes effect in that
+/// server within a few seconds, without a restart.
+#[tokio::test]
+async fn a_cli_policy_apply_reaches_a_running_sqlite_server() {
+    let (app, _up, _c, _g, token) = one_user(json!({"allow": ["echo"]})).await;
+    let client = app.mcp_client(&token).await;
+    assert_eq!(tool_names(&client).await, vec!["up__echo"]);
+    let cfg = &app.server.state.config;
+    let file = cfg.data_dir.join("policy.toml");
+    std::fs::write(
+        &file,
+        "[[rule]]\ngroup = \"eng\"\nconnector = \"up\"\nallow = [\"echo\", \"add\"]\n",
+    )
+    .unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_toolgate"))
+        .args(["policy", "apply", "-f"])
+        .arg(&file)
+        .env_remove("TOOLGATE_CONFIG")
+        .env_remove("TOOLGATE_MASTER_KEY")
+        .env("TOOLGATE_DATABASE_URL", &cfg.database_url)
+        .env("TOOLGATE_DATA_DIR", &cfg.data_dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let names = tool_names(&client).await;
+        if names == vec!["up__add", "up__echo"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server still lists {names:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -164,6 +164,16 @@ fn principal() -> Principal {
     }
 }
 
+/// A person in 5 ordinary groups (5-9), each with rules on 10 connectors: the common case.
+fn typical_principal() -> Principal {
+    Principal {
+        user_id: "u-2".into(),
+        user_name: "bob@example.com".into(),
+        token_id: "t-2".into(),
+        groups: (5..10).map(|g| format!("g-{g:04}")).collect(),
+    }
+}
+
 fn snapshot(r: &Rows) -> Snapshot {
     Snapshot::for_policy(
         r.groups.clone(),
@@ -218,7 +228,7 @@ type Listed = (String, Vec<String>, Vec<Option<String>>);
 fn list_tools(snap: &Snapshot, who: &Principal, listed: &[Listed]) -> Vec<String> {
     let mut out = Vec::new();
     for (name, tools, exposed) in listed {
-        let Some(listing) = snap.listing(who, name) else {
+        let Some(listing) = snap.listing(who, name).filter(|l| !l.is_empty()) else {
             continue;
         };
         for (tool, renamed) in tools.iter().zip(exposed) {
@@ -256,6 +266,17 @@ fn bench_tools_list(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(8));
     g.bench_function("5_groups_100_connectors_50_tools", |b| {
         b.iter(|| black_box(list_tools(&snap, &who, &listed)))
+    });
+    let typical = typical_principal();
+    let typical_exposed = list_tools(&snap, &typical, &listed);
+    eprintln!(
+        "tools/list (typical): {} of {} tools exposed to a person whose 5 groups have rules on 10 connectors each",
+        typical_exposed.len(),
+        CONNECTORS * TOOLS
+    );
+    assert!(!typical_exposed.is_empty());
+    g.bench_function("5_typical_groups_rules_on_10_connectors_each", |b| {
+        b.iter(|| black_box(list_tools(&snap, &typical, &listed)))
     });
     // Its parts: the verdicts alone (5,000 `Snapshot::allows`), the engine alone on rules
     // already gathered (no per-call lookups of connector, groups and catalog entry), and the

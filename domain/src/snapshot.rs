@@ -537,6 +537,12 @@ pub struct Listing<'a> {
 }
 
 impl Listing<'_> {
+    /// True when none of the caller's groups has rules here: nothing on this connector is
+    /// allowed, and a listing can skip it whole.
+    pub fn is_empty(&self) -> bool {
+        self.grants.is_empty()
+    }
+
     /// Whether the caller may call `tool` (as `Snapshot::allows`).
     pub fn allows(&self, tool: &str) -> bool {
         if self.grants.is_empty() {

@@ -188,7 +188,7 @@ impl ServerHandler for Gateway {
                     continue;
                 }
             };
-            let Some(listing) = snap.listing(&who, name) else {
+            let Some(listing) = snap.listing(&who, name).filter(|l| !l.is_empty()) else {
                 continue;
             };
             if scope.is_some() {

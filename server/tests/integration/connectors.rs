@@ -181,7 +181,10 @@ async fn connector_shapes_secrets_and_changes_through_the_api() {
 /// A user in group "eng" with rules `rules` on connector "up" (created and discovered through
 /// the API against a live upstream).
 async fn one_user(rules: Value) -> (TestApp, Upstream, String, String, String) {
-    let app = spawn_app().await;
+    one_user_on(spawn_app().await, rules).await
+}
+
+async fn one_user_on(app: TestApp, rules: Value) -> (TestApp, Upstream, String, String, String) {
     let up = spawn_upstream("up").await;
     let (s, c) = app
         .post("/api/v1/connectors", json!({"name": "up", "url": up.url}))
@@ -245,7 +248,19 @@ async fn the_first_discovery_is_the_catalog_with_suggested_risk() {
 
 #[tokio::test]
 async fn tools_that_appear_later_wait_for_review_and_changed_ones_are_refused() {
-    let app = spawn_app().await;
+    later_and_changed_tools(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn tools_that_appear_later_wait_for_review_on_postgres() {
+    if skip_postgres() {
+        eprintln!("TOOLGATE_TEST_SKIP_POSTGRES=1: skipped");
+        return;
+    }
+    later_and_changed_tools(spawn_app_postgres().await).await;
+}
+
+async fn later_and_changed_tools(app: TestApp) {
     let up = spawn_upstream("up").await;
     let (s, c) = app
         .post(
@@ -396,9 +411,22 @@ async fn tools_that_appear_later_wait_for_review_and_changed_ones_are_refused() 
 
 #[tokio::test]
 async fn risk_rules_decide_and_the_simulator_explains() {
+    risk_rules_and_simulator(spawn_app().await).await;
+}
+
+#[tokio::test]
+async fn risk_rules_decide_and_the_simulator_explains_on_postgres() {
+    if skip_postgres() {
+        eprintln!("TOOLGATE_TEST_SKIP_POSTGRES=1: skipped");
+        return;
+    }
+    risk_rules_and_simulator(spawn_app_postgres().await).await;
+}
+
+async fn risk_rules_and_simulator(app: TestApp) {
     // Readers: everything up to Low. Ops (second user): everything but High and above.
     let (app, _up, connector, readers, token) =
-        one_user(json!({"allow_risk": "low", "block": ["whoami"]})).await;
+        one_user_on(app, json!({"allow_risk": "low", "block": ["whoami"]})).await;
     let client = app.mcp_client(&token).await;
     assert_eq!(tool_names(&client).await, vec!["up__echo"]);
 

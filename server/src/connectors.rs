@@ -61,6 +61,9 @@ pub struct Catalog {
     on_demand: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
 
+/// Least time between two discoveries `tools/list_changed` triggers for one connector.
+const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Least time between two discoveries a call triggers for one connector.
 const ON_DEMAND_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -178,8 +181,10 @@ impl Catalog {
         let mut changes = self.upstreams.tool_changes();
         let this = self.clone();
         tokio::spawn(async move {
+            let mut last: std::collections::HashMap<String, std::time::Instant> =
+                std::collections::HashMap::new();
             loop {
-                let id = tokio::select! {
+                let first = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     got = changes.recv() => match got {
                         Ok(id) => id,
@@ -187,11 +192,24 @@ impl Catalog {
                         Err(_) => return,
                     },
                 };
-                // Let a burst of notifications settle.
+                // Let a burst of notifications settle, keeping every connector that announced.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                while changes.try_recv().is_ok() {}
-                if let Err(e) = this.discover(&id).await {
-                    tracing::warn!(connector_id = %id, error = %e, "discovery after tools/list_changed failed");
+                let mut ids = std::collections::BTreeSet::from([first]);
+                while let Ok(id) = changes.try_recv() {
+                    ids.insert(id);
+                }
+                for id in ids {
+                    // An upstream that flaps its tool list is discovered at most once a second.
+                    if let Some(wait) = last
+                        .get(&id)
+                        .and_then(|t| FOLLOW_INTERVAL.checked_sub(t.elapsed()))
+                    {
+                        tokio::time::sleep(wait).await;
+                    }
+                    last.insert(id.clone(), std::time::Instant::now());
+                    if let Err(e) = this.discover(&id).await {
+                        tracing::warn!(connector_id = %id, error = %e, "discovery after tools/list_changed failed");
+                    }
                 }
             }
         });

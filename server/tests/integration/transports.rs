@@ -1156,3 +1156,46 @@ async fn periodic_pings_keep_health_current_without_calls() {
         "{h}"
     );
 }
+
+#[tokio::test]
+async fn announcements_from_two_upstreams_at_once_are_both_discovered() {
+    let app = spawn_app().await;
+    let (a, b) = (Lab::new(), Lab::new());
+    let (_sa, url_a) = spawn_lab(a.clone(), None).await;
+    let (_sb, url_b) = spawn_lab(b.clone(), None).await;
+    let ca = create(&app, json!({"name": "lab-a", "url": url_a})).await;
+    let cb = create(&app, json!({"name": "lab-b", "url": url_b})).await;
+    let (group, token) = agent(&app).await;
+    for c in [&ca, &cb] {
+        app.set_policy(&group, c["id"].as_str().unwrap(), &["*"], &[])
+            .await;
+    }
+    // One listing opens both upstream sessions (notifications arrive over them).
+    let client = app.mcp_client(&token).await;
+    assert_eq!(tool_names(&client).await.len(), 4);
+    // Both announce a new tool at the same moment; no agent lists tools meanwhile.
+    tokio::join!(
+        a.change_tools(|t| t.push(lab_tool("fresh_a", "New in A"))),
+        b.change_tools(|t| t.push(lab_tool("fresh_b", "New in B"))),
+    );
+    for (c, tool) in [(&ca, "fresh_a"), (&cb, "fresh_b")] {
+        let id = c["id"].as_str().unwrap().to_string();
+        eventually(
+            &format!("{tool} is pending"),
+            Duration::from_secs(10),
+            || {
+                let app = &app;
+                let id = id.clone();
+                async move {
+                    let (_, tools) = app.get(&format!("/api/v1/connectors/{id}/tools")).await;
+                    tools
+                        .as_array()
+                        .and_then(|t| t.iter().find(|t| t["name"] == tool))
+                        .filter(|t| t["review"] == "pending")
+                        .map(|_| ())
+                }
+            },
+        )
+        .await;
+    }
+}

@@ -111,9 +111,19 @@ impl Catalog {
 
     /// Lists the connector's tools upstream now and records them in the catalog.
     pub async fn discover(&self, connector_id: &str) -> Result<CatalogSync, DiscoveryError> {
+        self.discover_reviewed(connector_id, None).await
+    }
+
+    /// As `discover`; on the connector's first discovery only the definitions in `reviewed`
+    /// (hashes an admin saw in the add wizard) are approved, anything else waits for review.
+    pub async fn discover_reviewed(
+        &self,
+        connector_id: &str,
+        reviewed: Option<&std::collections::HashSet<String>>,
+    ) -> Result<CatalogSync, DiscoveryError> {
         let secrets = self.store.connector_with_secrets(connector_id).await?;
         let tools = self.upstreams.refresh_tools(&secrets).await?;
-        Ok(self.record(&secrets, &tools).await?)
+        Ok(self.record_reviewed(&secrets, &tools, reviewed).await?)
     }
 
     /// Whether a listing differs from what the snapshot's catalog holds (new, changed or
@@ -155,9 +165,21 @@ impl Catalog {
         c: &ConnectorSecrets,
         tools: &[Tool],
     ) -> Result<CatalogSync, toolgate_domain::Error> {
+        self.record_reviewed(c, tools, None).await
+    }
+
+    async fn record_reviewed(
+        &self,
+        c: &ConnectorSecrets,
+        tools: &[Tool],
+        reviewed: Option<&std::collections::HashSet<String>>,
+    ) -> Result<CatalogSync, toolgate_domain::Error> {
         let _guard = self.sync_lock.lock().await;
         let found: Vec<DiscoveredTool> = tools.iter().map(discovered).collect();
-        let sync = self.store.sync_catalog(&c.connector.id, &found).await?;
+        let sync = self
+            .store
+            .sync_catalog_reviewed(&c.connector.id, &found, reviewed)
+            .await?;
         if sync.is_empty() {
             return Ok(sync);
         }

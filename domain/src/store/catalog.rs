@@ -187,6 +187,20 @@ impl Store {
         connector_id: &str,
         discovered: &[DiscoveredTool],
     ) -> Result<CatalogSync> {
+        self.sync_catalog_reviewed(connector_id, discovered, None)
+            .await
+    }
+
+    /// As `sync_catalog`, where the first discovery approves only the definitions an admin saw
+    /// (`reviewed`: their hashes, from the add wizard's test connection); anything else found
+    /// then (a server that showed one thing to the test and another at creation) waits for
+    /// review. `None`: everything found first is approved (the API's way).
+    pub async fn sync_catalog_reviewed(
+        &self,
+        connector_id: &str,
+        discovered: &[DiscoveredTool],
+        reviewed: Option<&std::collections::HashSet<String>>,
+    ) -> Result<CatalogSync> {
         if discovered.len() > MAX_TOOLS_PER_CONNECTOR {
             return Err(Error::Invalid(format!(
                 "the upstream lists {} tools; at most {MAX_TOOLS_PER_CONNECTOR} are accepted",
@@ -221,7 +235,8 @@ impl Store {
             let annotations = serde_json::to_string(&tool.annotations).unwrap_or_default();
             match existing.iter().find(|e| e.0 == tool.name) {
                 None => {
-                    let status = if initial {
+                    let approved = initial && reviewed.is_none_or(|r| r.contains(&hash));
+                    let status = if approved {
                         Review::Approved
                     } else {
                         Review::Pending
@@ -237,7 +252,7 @@ impl Store {
                     .bind(&schema)
                     .bind(&annotations)
                     .bind(&hash)
-                    .bind(initial.then_some(&hash))
+                    .bind(approved.then_some(&hash))
                     .bind(status.as_str())
                     .bind(risk.as_str())
                     .bind(&reason)

@@ -23,13 +23,18 @@ pub fn dashboard_hooks(state: &AppState) -> ConnectorHooks {
         })
     };
     let catalog = state.catalog.clone();
-    let discover = move |id: String| -> HookFuture<Result<CatalogSync, HookError>> {
+    let discover = move |id: String,
+                         reviewed: Option<std::collections::HashSet<String>>|
+          -> HookFuture<Result<CatalogSync, HookError>> {
         let catalog = catalog.clone();
         Box::pin(async move {
-            catalog.discover(&id).await.map_err(|e| match e {
-                DiscoveryError::Upstream(e) => HookError::Upstream(e.to_string()),
-                DiscoveryError::Store(e) => HookError::Domain(e),
-            })
+            catalog
+                .discover_reviewed(&id, reviewed.as_ref())
+                .await
+                .map_err(|e| match e {
+                    DiscoveryError::Upstream(e) => HookError::Upstream(e.to_string()),
+                    DiscoveryError::Store(e) => HookError::Domain(e),
+                })
         })
     };
     let catalog = state.catalog.clone();

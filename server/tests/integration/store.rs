@@ -1132,6 +1132,40 @@ async fn catalog_suite(url: String) {
     assert_eq!(back.risk, Risk::Consequential);
     assert!(!back.risk_overridden);
 
+    // From the wizard: the first discovery approves only the definitions the admin saw.
+    let wizard = store
+        .create_connector(NewConnector::http("wizard", "https://w.example.com/mcp"))
+        .await
+        .unwrap();
+    let seen = tool("get_file", "Reads a file", Some(true));
+    let reviewed = std::collections::HashSet::from([seen.hash()]);
+    let shown_later = tool("get_file_v2", "Appeared between test and create", None);
+    let changed_since = tool("push", "Pushes, but not as the test showed", None);
+    let first = store
+        .sync_catalog_reviewed(
+            &wizard.id,
+            &[seen.clone(), shown_later, changed_since],
+            Some(&reviewed),
+        )
+        .await
+        .unwrap();
+    assert!(first.initial);
+    let states: Vec<(String, Review)> = store
+        .catalog(&wizard.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.name, t.review))
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            ("get_file".to_string(), Review::Approved),
+            ("get_file_v2".to_string(), Review::Pending),
+            ("push".to_string(), Review::Pending),
+        ]
+    );
+
     // A policy file's changes go in one transaction: a failing change leaves none applied.
     use toolgate_domain::store::PolicyChange;
     let eng = store.create_group("Policy Engineers", None).await.unwrap();

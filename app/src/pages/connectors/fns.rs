@@ -39,9 +39,17 @@ mod hooks {
             + Send
             + Sync,
     >;
-    /// Lists a saved connector's tools now (by id) and records them in the catalog.
-    pub type Discover =
-        Arc<dyn Fn(String) -> HookFuture<Result<CatalogSync, HookError>> + Send + Sync>;
+    /// Lists a saved connector's tools now (by id) and records them in the catalog; on its first
+    /// discovery only the definitions whose hashes are given (those the admin reviewed) are
+    /// approved.
+    pub type Discover = Arc<
+        dyn Fn(
+                String,
+                Option<std::collections::HashSet<String>>,
+            ) -> HookFuture<Result<CatalogSync, HookError>>
+            + Send
+            + Sync,
+    >;
     /// Every connector with its live health (this replica) and catalog counts.
     pub type Statuses =
         Arc<dyn Fn() -> HookFuture<toolgate_domain::Result<Vec<ConnectorStatus>>> + Send + Sync>;
@@ -76,6 +84,8 @@ pub struct ProbedTool {
     pub description: String,
     pub risk: Risk,
     pub risk_reason: String,
+    /// The definition's hash: what the admin reviewed, sent back on create.
+    pub hash: String,
 }
 
 /// What one discovery changed in a catalog.
@@ -452,6 +462,7 @@ pub async fn probe_connector(
         .map(|t| {
             let (risk, risk_reason) = toolgate_domain::risk::suggest(&t.name, &t.annotations);
             ProbedTool {
+                hash: t.hash(),
                 name: t.name,
                 description: t.description,
                 risk,
@@ -478,6 +489,7 @@ pub async fn add_connector(
     oauth_scope: Option<String>,
     timeout_ms: Option<String>,
     max_concurrency: Option<String>,
+    reviewed: Option<String>,
 ) -> Result<CreatedConnector, ServerFnError> {
     let (user, ctx) = crate::auth::require_admin().await?;
     let form = ConnectorForm::from_args(
@@ -512,7 +524,7 @@ pub async fn add_connector(
     .await;
     connectors_changed(&ctx).await;
     let discovery = match use_context::<ConnectorHooks>() {
-        Some(h) => (h.discover)(c.id.clone())
+        Some(h) => (h.discover)(c.id.clone(), reviewed_hashes(reviewed.as_deref()))
             .await
             .map(SyncReport::from)
             .map_err(|e| match e {
@@ -524,6 +536,19 @@ pub async fn add_connector(
     Ok(CreatedConnector {
         connector: c,
         discovery,
+    })
+}
+
+/// The hashes of the definitions the admin saw in the wizard's test (comma-separated; empty
+/// when the test found no tools); `None` when the form did not test (the plain form), so
+/// everything found first is approved.
+#[cfg(feature = "ssr")]
+fn reviewed_hashes(reviewed: Option<&str>) -> Option<std::collections::HashSet<String>> {
+    reviewed.map(|r| {
+        r.split(',')
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .collect()
     })
 }
 
@@ -586,7 +611,9 @@ pub async fn delete_connector(id: String) -> Result<(), ServerFnError> {
 #[server(prefix = "/fn", endpoint = "refresh_tools")]
 pub async fn refresh_tools(id: String) -> Result<SyncReport, ServerFnError> {
     let (user, _) = crate::auth::require_admin().await?;
-    let sync = (hooks()?.discover)(id.clone()).await.map_err(hook_error)?;
+    let sync = (hooks()?.discover)(id.clone(), None)
+        .await
+        .map_err(hook_error)?;
     tracing::info!(admin = %user.username, connector = %id, "tools refreshed from the dashboard");
     Ok(sync.into())
 }

@@ -90,6 +90,7 @@ impl Fields {
             oauth_scope: o(self.oauth_scope),
             timeout_ms: o(self.timeout_ms),
             max_concurrency: o(self.max_concurrency),
+            reviewed: None,
         }
     }
 
@@ -172,7 +173,18 @@ pub fn AddConnectorWizard(add: ServerAction<AddConnector>) -> impl IntoView {
             }
         }
         problem.set(None);
-        add.dispatch(f.add());
+        // What the admin saw in the test: only those definitions are approved at creation.
+        let reviewed = probed().and_then(|r| r.ok()).map(|tools| {
+            tools
+                .iter()
+                .map(|t| t.hash.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        add.dispatch(AddConnector {
+            reviewed,
+            ..f.add()
+        });
     };
     // A created connector: forget what was typed (secrets included) and start over.
     Effect::new(move |_| {

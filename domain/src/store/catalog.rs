@@ -362,25 +362,11 @@ impl Store {
         name: &str,
         risk: Option<Risk>,
     ) -> Result<CatalogTool> {
-        let current = self.catalog_tool(connector_id, name).await?;
-        let (risk, reason, overridden) = match risk {
-            Some(r) => (r, "set by an admin".to_string(), 1),
-            None => {
-                let (r, why) = suggest(&current.name, &current.annotations);
-                (r, why, 0)
-            }
-        };
-        sqlx::query(
-            "UPDATE connector_tools SET risk = $1, risk_reason = $2, risk_overridden = $3, updated_at = $4
-             WHERE connector_id = $5 AND name = $6",
-        )
-        .bind(risk.as_str())
-        .bind(&reason)
-        .bind(overridden)
-        .bind(self.now_ms())
-        .bind(connector_id)
-        .bind(name)
-        .execute(&self.pool)
+        self.apply_policy_changes(&[super::PolicyChange::SetRisk {
+            connector_id: connector_id.to_string(),
+            tool: name.to_string(),
+            risk,
+        }])
         .await?;
         self.catalog_tool(connector_id, name).await
     }

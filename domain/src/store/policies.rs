@@ -82,34 +82,8 @@ impl Store {
         connector_id: &str,
         rules: ToolRules,
     ) -> Result<ToolPolicy> {
-        let rules = rules.validated().map_err(Error::Invalid)?;
         let mut tx = self.write_tx().await?;
-        require_exists(
-            &mut tx,
-            "SELECT 1 FROM access_groups WHERE id = $1",
-            group_id,
-            "group",
-        )
-        .await?;
-        require_exists(
-            &mut tx,
-            "SELECT 1 FROM connectors WHERE id = $1",
-            connector_id,
-            "connector",
-        )
-        .await?;
-        sqlx::query(UPSERT_RULES)
-            .bind(group_id)
-            .bind(connector_id)
-            .bind(to_json_list(&rules.allow))
-            .bind(to_json_list(&rules.block))
-            .bind(rules.allow_risk.map(Risk::as_str))
-            .bind(rules.block_risk.map(Risk::as_str))
-            .bind(to_json_list(&rules.resources))
-            .bind(to_json_list(&rules.prompts))
-            .bind(self.now_ms())
-            .execute(&mut *tx)
-            .await?;
+        upsert_rules(&mut tx, group_id, connector_id, rules, self.now_ms()).await?;
         let sql = format!("{POLICY_SELECT} WHERE p.group_id = $1 AND p.connector_id = $2");
         let row = sqlx::query_as::<_, Row>(&sql)
             .bind(group_id)
@@ -146,6 +120,45 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// Validates `rules` and sets them as the group's rules on the connector, inside `tx`; both
+/// must exist.
+async fn upsert_rules(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    group_id: &str,
+    connector_id: &str,
+    rules: ToolRules,
+    now: i64,
+) -> Result<()> {
+    let rules = rules.validated().map_err(Error::Invalid)?;
+    require_exists(
+        tx,
+        "SELECT 1 FROM access_groups WHERE id = $1",
+        group_id,
+        "group",
+    )
+    .await?;
+    require_exists(
+        tx,
+        "SELECT 1 FROM connectors WHERE id = $1",
+        connector_id,
+        "connector",
+    )
+    .await?;
+    sqlx::query(UPSERT_RULES)
+        .bind(group_id)
+        .bind(connector_id)
+        .bind(to_json_list(&rules.allow))
+        .bind(to_json_list(&rules.block))
+        .bind(rules.allow_risk.map(Risk::as_str))
+        .bind(rules.block_risk.map(Risk::as_str))
+        .bind(to_json_list(&rules.resources))
+        .bind(to_json_list(&rules.prompts))
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 impl Store {
@@ -201,35 +214,7 @@ impl Store {
                     group_id,
                     connector_id,
                     rules,
-                } => {
-                    let rules = rules.clone().validated().map_err(Error::Invalid)?;
-                    require_exists(
-                        &mut tx,
-                        "SELECT 1 FROM access_groups WHERE id = $1",
-                        group_id,
-                        "group",
-                    )
-                    .await?;
-                    require_exists(
-                        &mut tx,
-                        "SELECT 1 FROM connectors WHERE id = $1",
-                        connector_id,
-                        "connector",
-                    )
-                    .await?;
-                    sqlx::query(UPSERT_RULES)
-                        .bind(group_id)
-                        .bind(connector_id)
-                        .bind(to_json_list(&rules.allow))
-                        .bind(to_json_list(&rules.block))
-                        .bind(rules.allow_risk.map(Risk::as_str))
-                        .bind(rules.block_risk.map(Risk::as_str))
-                        .bind(to_json_list(&rules.resources))
-                        .bind(to_json_list(&rules.prompts))
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                } => upsert_rules(&mut tx, group_id, connector_id, rules.clone(), now).await?,
                 PolicyChange::DeleteRules {
                     group_id,
                     connector_id,
@@ -282,15 +267,12 @@ impl Store {
                 PolicyChange::CatalogSettings(settings) => {
                     let json = serde_json::to_string(settings)
                         .map_err(|e| Error::Internal(format!("catalog settings: {e}")))?;
-                    sqlx::query(
-                        "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3)
-                         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                    )
-                    .bind(crate::store::setting_keys::CATALOG)
-                    .bind(json)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    sqlx::query(super::settings::UPSERT_SETTING)
+                        .bind(crate::store::setting_keys::CATALOG)
+                        .bind(json)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
         }

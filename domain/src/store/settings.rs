@@ -21,6 +21,11 @@ pub mod keys {
     pub const CATALOG: &str = "catalog";
 }
 use crate::{Error, Result};
+
+/// Stores a setting ($1 key, $2 JSON value, $3 now), replacing any previous value.
+pub(super) const UPSERT_SETTING: &str =
+    "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3)
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -41,15 +46,12 @@ impl Store {
     pub async fn put_setting<T: Serialize>(&self, key: &str, value: &T) -> Result<()> {
         let json = serde_json::to_string(value)
             .map_err(|e| Error::Internal(format!("setting {key}: {e}")))?;
-        sqlx::query(
-            "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(key)
-        .bind(json)
-        .bind(self.now_ms())
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(UPSERT_SETTING)
+            .bind(key)
+            .bind(json)
+            .bind(self.now_ms())
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

@@ -5,7 +5,9 @@ One pytest session starts, in a fresh temporary folder and on free loopback port
 * the reference MCP server ``@modelcontextprotocol/server-everything`` (streamable HTTP), taken
   from ``end2end/node_modules`` (installed by ``scripts/test-deps.sh``);
 * the real ``toolgate`` binary (``target/debug/toolgate`` or ``$TOOLGATE_BIN``), migrated, with an
-  admin API token made by its own CLI.
+  admin API token made by its own CLI;
+* when a test asks for it, the test OpenID Provider ``end2end/idp/idp.mjs`` (``oidc-provider``
+  from npm), which the gateway then uses to sign people in.
 
 Every process is ended at teardown. When a test fails, the tail of each process's log is added to
 the failure report.
@@ -13,7 +15,9 @@ the failure report.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -35,6 +39,7 @@ BINARY = Path(os.environ.get("TOOLGATE_BIN", REPO / "target" / "debug" / "toolga
 EVERYTHING = (
     REPO / "end2end" / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 )
+IDP_ENTRY = REPO / "end2end" / "idp" / "idp.mjs"
 READY_TIMEOUT_S = 60.0
 LOG_TAIL_CHARS = 6000
 
@@ -284,3 +289,83 @@ def world(gateway: Gateway, upstream: Upstream) -> World:
     group("power-users", ["*"], [DENIED, "trigger-*"], [bob])
     group("no-echo", [], ["ech*"], [carol])
     return World(gw=gw, upstream=upstream, connector="everything", connector_id=connector["id"], tokens=tokens)
+
+
+# --------------------------------------------------------------------------------------------
+# signing people in: the test OpenID Provider, and the gateway configured to use it
+
+
+@dataclass(frozen=True)
+class IdpAccount:
+    login: str
+    password: str
+    user_name: str  # the ID token's preferred_username: the Toolgate userName it signs in as
+    name: str
+
+
+IDP_ACCOUNTS = {
+    "olivia": IdpAccount("olivia", "pw-olivia", "olivia@contoso.com", "Olivia"),
+}
+
+
+@dataclass
+class Idp:
+    issuer: str
+    client_id: str
+    client_secret: str
+    accounts: dict[str, IdpAccount]
+    proc: Proc
+
+
+@pytest.fixture(scope="session")
+def idp(workdir: Path, gateway: Gateway) -> Iterator[Idp]:
+    """The test OpenID Provider, with one confidential client whose redirect URI is the gateway's
+    OIDC callback, and the accounts of ``IDP_ACCOUNTS``."""
+    if not (REPO / "end2end" / "node_modules" / "oidc-provider").is_dir():
+        pytest.exit("end2end/node_modules/oidc-provider is missing: run scripts/test-deps.sh first", returncode=2)
+    node = shutil.which("node") or pytest.exit("node is not on PATH", returncode=2)
+    redirect_uri = gateway.api("GET", "/api/v1/settings/identity", 200)["redirect_uri"]
+    assert redirect_uri == f"{gateway.base}/auth/oidc/callback"
+    port = free_port()
+    client_id, client_secret = "toolgate-thirdparty", secrets.token_urlsafe(24)
+    accounts = [
+        {"login": a.login, "password": a.password, "claims": {"preferred_username": a.user_name, "name": a.name}}
+        for a in IDP_ACCOUNTS.values()
+    ]
+    env = {
+        **os.environ,
+        "IDP_PORT": str(port),
+        "IDP_CLIENT_ID": client_id,
+        "IDP_CLIENT_SECRET": client_secret,
+        "IDP_REDIRECT_URI": redirect_uri,
+        "IDP_ACCOUNTS": json.dumps(accounts),
+        "IDP_DEBUG": "1",  # every request in its log, shown when a test fails
+    }
+    proc = start_proc("idp", [node, str(IDP_ENTRY)], env=env, cwd=workdir, log_dir=workdir)
+    issuer = f"http://127.0.0.1:{port}"
+    try:
+        wait_until("test IdP", proc, lambda: f"IDP READY {issuer}" in proc.log_path.read_text(errors="replace"))
+        yield Idp(issuer=issuer, client_id=client_id, client_secret=client_secret,
+                  accounts=dict(IDP_ACCOUNTS), proc=proc)
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def sso(gateway: Gateway, idp: Idp) -> Idp:
+    """The gateway signs people in with the test IdP, matching them by userName =
+    preferred_username; only provisioned people get in (no just-in-time creation)."""
+    saved = gateway.api("PUT", "/api/v1/settings/identity", 200, {
+        "oidc": {
+            "issuer": idp.issuer,
+            "client_id": idp.client_id,
+            "client_secret": idp.client_secret,
+            "display_name": "Contoso (test IdP)",
+            "match_by": "user_name",
+            "jit_provisioning": False,
+            "use_groups_claim": False,
+        },
+        "role_mappings": {"admin": [], "approver": [], "auditor": []},
+    })
+    assert saved["oidc"]["issuer"] == idp.issuer and saved["oidc"]["client_secret_set"] is True, saved
+    return idp

@@ -161,6 +161,7 @@ fn principal() -> Principal {
         user_name: "alice@example.com".into(),
         token_id: "t-1".into(),
         groups: (0..5).map(|g| format!("g-{g:04}")).collect(),
+        ..Principal::default()
     }
 }
 
@@ -171,6 +172,7 @@ fn typical_principal() -> Principal {
         user_name: "bob@example.com".into(),
         token_id: "t-2".into(),
         groups: (5..10).map(|g| format!("g-{g:04}")).collect(),
+        ..Principal::default()
     }
 }
 

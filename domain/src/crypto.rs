@@ -85,6 +85,17 @@ impl Cipher {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// A 256-bit key for one purpose, derived from the master key (HMAC as the PRF): signing
+    /// keys that must be the same on every replica and change when the master key does.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.1)
+            .expect("HMAC accepts a key of any length");
+        mac.update(b"toolgate derived key v1\n");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<String> {
         let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
         let ct = self

@@ -251,6 +251,12 @@ pub struct ApiToken {
     pub prefix: String,
     pub created_at: DateTime<Utc>,
     pub revoked: bool,
+    /// After this instant the token is refused (personal tokens may have no expiry).
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// What a personal token may do on `/mcp` (`mcp:read`, `mcp:tools`).
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 /// The policy decision recorded for a call.
@@ -668,4 +674,244 @@ pub struct WhoCanCall {
     pub review: Option<crate::policy::Review>,
     pub groups: Vec<SubjectDecision>,
     pub users: Vec<SubjectDecision>,
+}
+
+/// What a token may do on the MCP endpoint. `mcp:read`: initialize, list tools, resources and
+/// prompts, read resources, get prompts. `mcp:tools`: call tools.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Scopes(u8);
+
+impl Scopes {
+    pub const NONE: Scopes = Scopes(0);
+    pub const READ: Scopes = Scopes(1);
+    pub const TOOLS: Scopes = Scopes(2);
+    pub const ALL: Scopes = Scopes(3);
+    pub const READ_NAME: &'static str = "mcp:read";
+    pub const TOOLS_NAME: &'static str = "mcp:tools";
+    /// Every scope the gateway knows, in the order it advertises them.
+    pub const SUPPORTED: [&'static str; 2] = [Self::READ_NAME, Self::TOOLS_NAME];
+
+    /// Parses a space-separated scope string (RFC 6749 §3.3); unknown scopes are an error that
+    /// names them. An empty string gives no scope.
+    pub fn parse(text: &str) -> Result<Scopes, String> {
+        let mut out = Scopes::NONE;
+        let mut unknown = Vec::new();
+        for s in text.split(' ').filter(|s| !s.is_empty()) {
+            match s {
+                Self::READ_NAME => out.0 |= Self::READ.0,
+                Self::TOOLS_NAME => out.0 |= Self::TOOLS.0,
+                other => unknown.push(other),
+            }
+        }
+        if unknown.is_empty() {
+            Ok(out)
+        } else {
+            Err(format!("unknown scope {}", unknown.join(", ")))
+        }
+    }
+
+    /// Scopes from a list of names (e.g. an API field).
+    pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Scopes, String> {
+        let joined: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+        if joined.iter().any(|s| s.contains(' ')) {
+            return Err("a scope name has no spaces".into());
+        }
+        Self::parse(&joined.join(" "))
+    }
+
+    pub fn contains(self, other: Scopes) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn union(self, other: Scopes) -> Scopes {
+        Scopes(self.0 | other.0)
+    }
+
+    pub fn intersection(self, other: Scopes) -> Scopes {
+        Scopes(self.0 & other.0)
+    }
+
+    pub fn names(self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.contains(Self::READ) {
+            v.push(Self::READ_NAME.to_string());
+        }
+        if self.contains(Self::TOOLS) {
+            v.push(Self::TOOLS_NAME.to_string());
+        }
+        v
+    }
+}
+
+impl std::fmt::Display for Scopes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.names().join(" "))
+    }
+}
+
+/// How Toolgate came to know an OAuth client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthClientKind {
+    /// Registered by an admin (dashboard or API).
+    Preregistered,
+    /// Client ID Metadata Document: the client id is the URL of its metadata.
+    Cimd,
+    /// Dynamic Client Registration (RFC 7591).
+    Dcr,
+}
+
+impl OAuthClientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Preregistered => "preregistered",
+            Self::Cimd => "cimd",
+            Self::Dcr => "dcr",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "preregistered" => Some(Self::Preregistered),
+            "cimd" => Some(Self::Cimd),
+            "dcr" => Some(Self::Dcr),
+            _ => None,
+        }
+    }
+}
+
+/// An OAuth client of the gateway's authorization server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OAuthClient {
+    pub id: String,
+    pub kind: OAuthClientKind,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    /// Whether the client authenticates with a secret (`client_secret_basic`/`_post`).
+    pub confidential: bool,
+    pub auth_method: String,
+    pub client_uri: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<String>,
+    pub disabled: bool,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// The authorization server's switches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuthSettings {
+    /// Clients registered by an admin may sign in.
+    pub preregistered_enabled: bool,
+    /// Client ID Metadata Documents (an https URL as client id) are accepted.
+    pub cimd_enabled: bool,
+    /// Dynamic Client Registration (RFC 7591) is open.
+    pub dcr_enabled: bool,
+    /// Development only: CIMD documents on http://127.0.0.1 / localhost are fetched.
+    pub allow_loopback_cimd: bool,
+    /// Lifetime of access tokens, in seconds (60-3600).
+    pub access_token_secs: u32,
+    /// Lifetime of a refresh token, in days (1-365); each use gives a new one.
+    pub refresh_token_days: u32,
+}
+
+impl Default for OAuthSettings {
+    fn default() -> Self {
+        Self {
+            preregistered_enabled: true,
+            cimd_enabled: true,
+            dcr_enabled: true,
+            allow_loopback_cimd: false,
+            access_token_secs: 600,
+            refresh_token_days: 30,
+        }
+    }
+}
+
+impl OAuthSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(60..=3600).contains(&self.access_token_secs) {
+            return Err("access_token_secs must be between 60 and 3600".into());
+        }
+        if !(1..=365).contains(&self.refresh_token_days) {
+            return Err("refresh_token_days must be between 1 and 365".into());
+        }
+        Ok(())
+    }
+}
+
+/// A person's consent to a client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Consent {
+    pub client_id: String,
+    pub client_name: String,
+    pub client_kind: Option<OAuthClientKind>,
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Live authorizations (refresh-token families) of the client for this person.
+    pub live_grants: i64,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// One client secret of a service principal (the secret itself is shown once).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SpSecret {
+    pub id: String,
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked: bool,
+}
+
+/// An unattended agent with groups of its own; policy applies to it as to a person.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ServicePrincipal {
+    /// Also its OAuth `client_id` for the client credentials grant.
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// Who answers for it (a person's name or mail).
+    pub owner: String,
+    /// The Entra application (client) id whose app-only tokens act as this principal.
+    pub entra_app_id: Option<String>,
+    /// Group ids.
+    pub groups: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub created_by: Option<String>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub secrets: Vec<SpSecret>,
+}
+
+/// Acceptance of Microsoft Entra ID app-only tokens (client credentials of an Entra app
+/// registration) for service principals. Stored as the `entra_apps` setting.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct EntraAppSettings {
+    pub enabled: bool,
+    /// The directory (tenant) id, a GUID.
+    pub tenant_id: String,
+    /// Accepted `aud` values: the gateway's application id URI (e.g. `api://toolgate`) and/or
+    /// its application (client) id.
+    pub audiences: Vec<String>,
+    /// An app role every token must carry in `roles`.
+    pub required_role: Option<String>,
+    /// Override of the key set URL (default: the tenant's v2.0 keys).
+    pub jwks_url: Option<String>,
+    /// Override of `https://login.microsoftonline.com` in the expected issuer (tests, sovereign
+    /// clouds).
+    pub issuer_base: Option<String>,
 }

@@ -8,20 +8,59 @@ use crate::dlp::{DlpAction, DlpSettings, Scanner};
 use crate::policy::{
     CompiledRules, ToolFacts, Verdict, allows, decide, decide_prompt, decide_resource,
 };
-use crate::store::{CatalogSettings, ConnectorSecrets, Store, TokenGrant};
+use crate::model::Scopes;
+use crate::store::{CatalogSettings, ConnectorSecrets, GrantInfo, SpSnapshotRow, Store, TokenGrant};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Who is calling, as resolved from a personal access token.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Whether a caller is a person (through a personal token or an OAuth grant) or a service
+/// principal (an unattended agent).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SubjectKind {
+    #[default]
+    Person,
+    ServicePrincipal,
+}
+
+impl SubjectKind {
+    /// The audit log's `subject_kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Person => "person",
+            Self::ServicePrincipal => "service_principal",
+        }
+    }
+}
+
+/// Who is calling, as resolved from a personal access token, an OAuth access token or a
+/// service principal's token.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Principal {
+    pub kind: SubjectKind,
+    /// The person's user id, or the service principal's id.
     pub user_id: String,
     pub user_name: String,
+    /// The credential: personal token id, OAuth grant id, secret id or `entra:{app id}`.
     pub token_id: String,
-    /// Ids of the user's groups.
+    /// Ids of the caller's groups.
     pub groups: Vec<String>,
+    /// What the credential may do on `/mcp`.
+    pub scopes: Scopes,
+    /// The OAuth client acting for the person, if any.
+    pub client_id: Option<String>,
+    pub client_name: Option<String>,
+}
+
+/// A service principal as the proxy needs it.
+#[derive(Clone, Debug)]
+struct SnapSp {
+    name: String,
+    expires_at: Option<i64>,
+    groups: Vec<String>,
+    /// Live secrets: id -> expiry (unix ms).
+    secrets: HashMap<String, Option<i64>>,
 }
 
 #[derive(Clone, Debug)]
@@ -69,6 +108,12 @@ pub struct Snapshot {
     rules: FastMap<(u32, u32), CompiledRules>,
     block_changed: bool,
     dlp: Option<Arc<Dlp>>,
+    /// Live OAuth grants by id.
+    oauth_grants: FastMap<String, GrantInfo>,
+    /// Enabled service principals by id.
+    service_principals: FastMap<String, SnapSp>,
+    /// Entra application id (lower case) -> service principal id.
+    entra_apps: FastMap<String, String>,
 }
 
 /// DLP settings with their compiled scanner.
@@ -139,6 +184,8 @@ impl Snapshot {
         let policies = store.all_policies().await?;
         let catalog = store.catalog_facts().await?;
         let tokens = store.active_personal_tokens().await?;
+        let oauth_grants = store.live_grants().await?;
+        let sps = store.snapshot_service_principals().await?;
         let dlp_settings: DlpSettings = store
             .setting(crate::store::setting_keys::DLP)
             .await?
@@ -164,7 +211,7 @@ impl Snapshot {
                 u.groups.push(group_id);
             }
         }
-        Ok(Self::assemble(
+        let mut snap = Self::assemble(
             version,
             tokens.into_iter().collect(),
             users,
@@ -174,7 +221,31 @@ impl Snapshot {
             catalog,
             catalog_settings.block_changed_tools,
             dlp,
-        ))
+        );
+        snap.oauth_grants = oauth_grants
+            .into_iter()
+            .map(|g| (g.grant_id.clone(), g))
+            .collect();
+        snap.set_service_principals(sps);
+        Ok(snap)
+    }
+
+    fn set_service_principals(&mut self, rows: Vec<SpSnapshotRow>) {
+        for sp in rows {
+            if let Some(app) = &sp.entra_app_id {
+                self.entra_apps
+                    .insert(app.to_ascii_lowercase(), sp.id.clone());
+            }
+            self.service_principals.insert(
+                sp.id,
+                SnapSp {
+                    name: sp.name,
+                    expires_at: sp.expires_at,
+                    groups: sp.groups,
+                    secrets: sp.secrets.into_iter().collect(),
+                },
+            );
+        }
     }
 
     /// Builds the lookup tables from loaded rows (also used by benchmarks and tests).
@@ -263,6 +334,9 @@ impl Snapshot {
             rules,
             block_changed,
             dlp,
+            oauth_grants: FastMap::default(),
+            service_principals: FastMap::default(),
+            entra_apps: FastMap::default(),
         }
     }
 
@@ -292,21 +366,103 @@ impl Snapshot {
         self.version
     }
 
-    /// The caller behind a personal access token; `None` for unknown or revoked tokens and for
-    /// disabled users (fail closed).
-    pub fn principal_for_token(&self, secret: &str) -> Option<Principal> {
+    /// The caller behind a personal access token; `None` for unknown, revoked or expired
+    /// (at `now_ms`) tokens and for disabled users (fail closed).
+    pub fn principal_for_token(&self, secret: &str, now_ms: i64) -> Option<Principal> {
         let grant = self.tokens.get(&hash_token(secret))?;
+        if grant.expires_at.is_some_and(|at| at <= now_ms) {
+            return None;
+        }
         let user_id = grant.user_id.as_ref()?;
         let user = self.users.get(user_id)?;
         if !user.active {
             return None;
         }
         Some(Principal {
+            kind: SubjectKind::Person,
             user_id: user_id.clone(),
             user_name: user.user_name.clone(),
             token_id: grant.token_id.clone(),
             groups: user.groups.clone(),
+            scopes: grant.scopes,
+            client_id: None,
+            client_name: None,
         })
+    }
+
+    /// The person behind an OAuth access token: its grant must be live (not revoked, client
+    /// enabled, person active) and belong to `user_id` and `client_id`; the scopes are those of
+    /// the token within the grant's.
+    pub fn principal_for_grant(
+        &self,
+        grant_id: &str,
+        user_id: &str,
+        client_id: &str,
+        scopes: Scopes,
+    ) -> Option<Principal> {
+        let grant = self.oauth_grants.get(grant_id)?;
+        if grant.user_id != user_id || grant.client_id != client_id {
+            return None;
+        }
+        let user = self.users.get(user_id).filter(|u| u.active)?;
+        Some(Principal {
+            kind: SubjectKind::Person,
+            user_id: user_id.to_string(),
+            user_name: user.user_name.clone(),
+            token_id: grant_id.to_string(),
+            groups: user.groups.clone(),
+            scopes: scopes.intersection(grant.scopes),
+            client_id: Some(grant.client_id.clone()),
+            client_name: Some(grant.client_name.clone()),
+        })
+    }
+
+    /// Whether a grant is live in this snapshot.
+    pub fn has_grant(&self, grant_id: &str) -> bool {
+        self.oauth_grants.contains_key(grant_id)
+    }
+
+    /// A service principal acting with one of its secrets (`secret_id`), or — `None` — through
+    /// its Entra application; refused when disabled, expired at `now_ms`, or the secret is
+    /// revoked or expired.
+    pub fn principal_for_service(
+        &self,
+        sp_id: &str,
+        secret_id: Option<&str>,
+        now_ms: i64,
+        scopes: Scopes,
+    ) -> Option<Principal> {
+        let sp = self.service_principals.get(sp_id)?;
+        if sp.expires_at.is_some_and(|at| at <= now_ms) {
+            return None;
+        }
+        let credential = match secret_id {
+            Some(id) => {
+                let expiry = sp.secrets.get(id)?;
+                if expiry.is_some_and(|at| at <= now_ms) {
+                    return None;
+                }
+                id.to_string()
+            }
+            None => format!("entra:{sp_id}"),
+        };
+        Some(Principal {
+            kind: SubjectKind::ServicePrincipal,
+            user_id: sp_id.to_string(),
+            user_name: sp.name.clone(),
+            token_id: credential,
+            groups: sp.groups.clone(),
+            scopes,
+            client_id: Some(sp_id.to_string()),
+            client_name: Some(sp.name.clone()),
+        })
+    }
+
+    /// The service principal an Entra application acts as.
+    pub fn service_principal_for_app(&self, app_id: &str) -> Option<&str> {
+        self.entra_apps
+            .get(&app_id.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// Whether the principal may call `tool` on the connector named `connector`.

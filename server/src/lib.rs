@@ -10,6 +10,7 @@ pub mod connectors;
 pub mod http;
 pub mod mcp;
 pub mod metrics_names;
+pub mod oauth;
 pub mod oidc;
 pub mod probes;
 pub mod scim;
@@ -327,6 +328,12 @@ pub async fn build_state(
         upstreams.clone(),
         audit.clone(),
     );
+    // Access tokens are signed under a key derived from the master key: the same on every
+    // replica, and a master key rotation invalidates them (clients refresh).
+    let oauth = Arc::new(oauth::OAuthRuntime::new(
+        store.cipher().derive_key("oauth access token hs256"),
+        config.public_url().trim_end_matches('/').to_string(),
+    ));
     Ok(state::AppState {
         leptos_options: leptos_options(&config, addr),
         store,
@@ -338,6 +345,7 @@ pub async fn build_state(
         metrics: telemetry::metrics_handle(),
         scim_log,
         oidc: Arc::new(oidc::OidcRuntime::default()),
+        oauth,
         siem,
     })
 }
@@ -349,6 +357,7 @@ pub fn build_router(state: state::AppState, shutdown: CancellationToken) -> Rout
         .nest("/api/v1", api::router())
         .nest("/scim/v2", scim::router(&state))
         .merge(oidc::router().layer(web::session_layer(&state)))
+        .merge(oauth::router(&state))
         .merge(mcp::router(&state, shutdown))
         .merge(web::router(&state))
         .layer(axum::middleware::from_fn(probes::count_requests))

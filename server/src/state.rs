@@ -23,6 +23,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub scim_log: crate::scim::ScimLog,
     pub oidc: Arc<crate::oidc::OidcRuntime>,
+    /// The OAuth authorization server: access-token keys, Entra validation.
+    pub oauth: Arc<crate::oauth::OAuthRuntime>,
     /// Delivers the audit log to the SIEM sinks.
     pub siem: crate::siem::SiemWorker,
     pub leptos_options: LeptosOptions,

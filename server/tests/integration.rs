@@ -15,6 +15,8 @@ mod connectors;
 mod crash;
 #[path = "integration/mcp.rs"]
 mod mcp;
+#[path = "integration/oauth.rs"]
+mod oauth;
 #[path = "integration/oidc.rs"]
 mod oidc;
 #[path = "integration/scim.rs"]

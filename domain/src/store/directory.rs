@@ -170,11 +170,13 @@ impl Store {
         .await
         .on_unique(|| format!("userName {:?} is already taken", w.user_name))?;
         if !w.active {
-            // Offboarding: a disabled person's dashboard sessions end with the change.
+            // Offboarding: a disabled person's dashboard sessions and agent authorizations end
+            // with the change.
             sqlx::query("DELETE FROM dashboard_sessions WHERE user_id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            super::oauth::revoke_user_grants(&mut tx, id, self.now_ms(), "user disabled").await?;
         }
         tx.commit().await?;
         self.directory_user(id).await
@@ -223,10 +225,12 @@ impl Store {
             "DELETE FROM group_members WHERE user_id = $1",
             "DELETE FROM api_tokens WHERE user_id = $1",
             "DELETE FROM dashboard_sessions WHERE user_id = $1",
+            "DELETE FROM oauth_consents WHERE user_id = $1",
             "DELETE FROM users WHERE id = $1",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await?;
         }
+        super::oauth::revoke_user_grants(&mut tx, id, self.now_ms(), "user deleted").await?;
         tx.commit().await?;
         Ok(())
     }
@@ -368,6 +372,7 @@ impl Store {
         check_version(&mut tx, Entity::Group, id, expected_version).await?;
         for sql in [
             "DELETE FROM group_members WHERE group_id = $1",
+            "DELETE FROM sp_groups WHERE group_id = $1",
             "DELETE FROM tool_policies WHERE group_id = $1",
             "DELETE FROM access_groups WHERE id = $1",
         ] {

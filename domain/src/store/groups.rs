@@ -157,7 +157,8 @@ impl Store {
         Ok(sqlx::query_as::<_, (String, String)>(
             "SELECT m.group_id, m.user_id FROM group_members m
              WHERE m.user_id IN (SELECT user_id FROM api_tokens
-                                 WHERE kind = 'personal' AND revoked_at IS NULL AND user_id IS NOT NULL)",
+                                 WHERE kind = 'personal' AND revoked_at IS NULL AND user_id IS NOT NULL)
+                OR m.user_id IN (SELECT user_id FROM oauth_grants WHERE revoked_at IS NULL)",
         )
         .fetch_all(&self.pool)
         .await?)

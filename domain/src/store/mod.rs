@@ -8,8 +8,10 @@ mod catalog;
 mod connectors;
 mod directory;
 mod groups;
+mod oauth;
 mod policies;
 pub mod rekey;
+mod service_principals;
 mod sessions;
 mod settings;
 mod siem;
@@ -30,7 +32,14 @@ pub use directory::{
     DirectoryGroup, DirectoryKey, DirectoryUser, GroupWrite, MemberChange, ScimRequestLog,
     UserWrite,
 };
+pub use oauth::{
+    AuthCode, ClientRecord, GrantInfo, GrantRefusal, Issued, NewOAuthClient, is_loopback_redirect,
+    redirect_host, validate_redirect_uri,
+};
 pub use policies::{PolicyChange, PolicyRow};
+pub use service_principals::{
+    DEFAULT_ROTATION_OVERLAP_MS, NewServicePrincipal, SpSnapshotRow, SpUpdate,
+};
 pub use settings::keys as setting_keys;
 pub use tokens::TokenGrant;
 pub use users::NewUser;

@@ -19,6 +19,10 @@ pub mod keys {
     pub const CHANGE_MARKER: &str = "change.marker";
     /// `CatalogSettings`: how changed tool definitions are treated.
     pub const CATALOG: &str = "catalog";
+    /// `OAuthSettings`: the authorization server's switches.
+    pub const OAUTH: &str = "oauth";
+    /// Entra app-only token acceptance (the server's `EntraAppSettings`).
+    pub const ENTRA_APPS: &str = "entra_apps";
 }
 use crate::{Error, Result};
 

@@ -98,7 +98,8 @@ impl Store {
     pub async fn users_with_tokens(&self) -> Result<Vec<User>> {
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM users u WHERE u.id IN (SELECT user_id FROM api_tokens
-                 WHERE kind = 'personal' AND revoked_at IS NULL AND user_id IS NOT NULL)"
+                 WHERE kind = 'personal' AND revoked_at IS NULL AND user_id IS NOT NULL)
+               OR u.id IN (SELECT user_id FROM oauth_grants WHERE revoked_at IS NULL)"
         );
         let rows = sqlx::query_as::<_, UserRow>(&sql)
             .fetch_all(&self.pool)
@@ -126,6 +127,7 @@ impl Store {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            super::oauth::revoke_user_grants(&mut tx, id, self.now_ms(), "user disabled").await?;
         }
         tx.commit().await?;
         self.get_user(id).await

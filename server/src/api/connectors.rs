@@ -215,7 +215,7 @@ pub struct UpdateConnector {
 }
 
 /// Tells a missing field (`None`) from an explicit `null` (`Some(None)`).
-fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+pub(super) fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,

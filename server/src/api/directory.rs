@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use toolgate_domain::model::{Group, TokenKind, ToolPolicy, User};
+use toolgate_domain::model::{Group, Scopes, ToolPolicy, User};
 use toolgate_domain::store::NewUser;
 
 /// A user to create.
@@ -61,6 +61,12 @@ pub struct PutPolicy {
 pub struct CreateToken {
     /// A name to recognise the token by, e.g. "claude-code laptop".
     pub name: String,
+    /// Days until the token stops working (1-3650); none: it works until revoked.
+    #[serde(default)]
+    pub expires_in_days: Option<i64>,
+    /// `mcp:read` and/or `mcp:tools`; default both.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
 }
 
 /// A new token; `token` is shown this once and never again.
@@ -71,6 +77,8 @@ pub struct TokenCreated {
     pub user_id: String,
     pub prefix: String,
     pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub scopes: Vec<String>,
     pub token: String,
 }
 
@@ -250,9 +258,22 @@ pub(super) async fn create_token(
     Path(user_id): Path<String>,
     ApiJson(body): ApiJson<CreateToken>,
 ) -> ApiResult<(StatusCode, ApiJson<TokenCreated>)> {
+    let scopes = match &body.scopes {
+        Some(names) => Scopes::from_names(names).map_err(toolgate_domain::Error::invalid)?,
+        None => Scopes::ALL,
+    };
+    let expires_at = match body.expires_in_days {
+        Some(d) if (1..=3650).contains(&d) => {
+            Some(state.store.clock().now().timestamp_millis() + d * 86_400_000)
+        }
+        Some(_) => {
+            return Err(toolgate_domain::Error::invalid("expires_in_days must be 1-3650").into());
+        }
+        None => None,
+    };
     let (info, token) = state
         .store
-        .create_token(TokenKind::Personal, &body.name, Some(&user_id))
+        .create_personal_token(&user_id, &body.name, expires_at, scopes)
         .await?;
     // The token itself never reaches the log: its id, name and prefix identify it.
     super::audit_change(
@@ -272,6 +293,8 @@ pub(super) async fn create_token(
             user_id,
             prefix: info.prefix,
             created_at: info.created_at,
+            expires_at: info.expires_at,
+            scopes: info.scopes,
             token,
         }),
     ))

@@ -4,6 +4,7 @@
 pub(crate) mod audit;
 mod connectors;
 mod directory;
+mod oauth;
 mod policy;
 pub mod settings;
 
@@ -52,6 +53,10 @@ pub use directory::{CreateGroup, CreateToken, CreateUser, PutPolicy, TokenCreate
         settings::put_identity,
         settings::get_dlp,
         settings::put_dlp,
+        oauth::get_settings, oauth::put_settings, oauth::list_clients, oauth::create_client,
+        oauth::update_client, oauth::delete_client, oauth::list_consents, oauth::revoke_consent,
+        oauth::list_sps, oauth::create_sp, oauth::get_sp, oauth::update_sp, oauth::delete_sp,
+        oauth::rotate_secret, oauth::revoke_secret, oauth::get_entra, oauth::put_entra,
         crate::siem::api::list_sinks, crate::siem::api::create_sink, crate::siem::api::get_sink,
         crate::siem::api::update_sink, crate::siem::api::delete_sink, crate::siem::api::test_sink,
     ),
@@ -95,6 +100,13 @@ pub use directory::{CreateGroup, CreateToken, CreateUser, PutPolicy, TokenCreate
         toolgate_domain::model::OidcInput,
         toolgate_domain::model::OidcSettings, toolgate_domain::model::OidcMatch,
         toolgate_domain::model::RoleMappings,
+        toolgate_domain::model::OAuthSettings, toolgate_domain::model::OAuthClient,
+        toolgate_domain::model::OAuthClientKind, toolgate_domain::model::Consent,
+        toolgate_domain::model::ServicePrincipal, toolgate_domain::model::SpSecret,
+        toolgate_domain::model::EntraAppSettings,
+        oauth::CreateClient, oauth::ClientCreated, oauth::UpdateClient,
+        oauth::CreateServicePrincipal, oauth::ServicePrincipalCreated,
+        oauth::UpdateServicePrincipal, oauth::RotateSecret, oauth::SecretCreated,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -188,6 +200,45 @@ pub fn router() -> Router<AppState> {
         .route(
             "/settings/dlp",
             get(settings::get_dlp).put(settings::put_dlp),
+        )
+        .route(
+            "/settings/oauth",
+            get(oauth::get_settings).put(oauth::put_settings),
+        )
+        .route(
+            "/oauth/clients",
+            get(oauth::list_clients).post(oauth::create_client),
+        )
+        .route(
+            "/oauth/clients/{client_id}",
+            axum::routing::patch(oauth::update_client).delete(oauth::delete_client),
+        )
+        .route("/users/{user_id}/consents", get(oauth::list_consents))
+        .route(
+            "/users/{user_id}/consents/{client_id}",
+            axum::routing::delete(oauth::revoke_consent),
+        )
+        .route(
+            "/service-principals",
+            get(oauth::list_sps).post(oauth::create_sp),
+        )
+        .route(
+            "/service-principals/{id}",
+            get(oauth::get_sp)
+                .patch(oauth::update_sp)
+                .delete(oauth::delete_sp),
+        )
+        .route(
+            "/service-principals/{id}/secrets",
+            post(oauth::rotate_secret),
+        )
+        .route(
+            "/service-principals/{id}/secrets/{secret_id}",
+            axum::routing::delete(oauth::revoke_secret),
+        )
+        .route(
+            "/settings/entra-apps",
+            get(oauth::get_entra).put(oauth::put_entra),
         )
         .merge(crate::siem::api_router())
         .fallback(api_not_found)

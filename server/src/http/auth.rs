@@ -13,7 +13,7 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 512)
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 8192)
         .then_some(token)
 }
 

@@ -246,9 +246,9 @@ impl ServerHandler for Gateway {
         let call_id = uuid::Uuid::new_v4().to_string();
         let mut event = NewAuditEvent {
             principal_id: Some(who.user_id.clone()),
-            subject_kind: Some("person".into()),
-            client_name: meta.client_name.clone(),
-            client_id: Some(who.token_id.clone()),
+            subject_kind: Some(who.kind.as_str().into()),
+            client_name: who.client_name.clone().or_else(|| meta.client_name.clone()),
+            client_id: Some(who.client_id.clone().unwrap_or_else(|| who.token_id.clone())),
             session_id: meta.session_id.clone(),
             ip: meta.ip.clone(),
             user_agent: meta.user_agent.clone(),
@@ -884,9 +884,9 @@ impl Gateway {
     ) -> NewAuditEvent {
         NewAuditEvent {
             principal_id: Some(who.user_id.clone()),
-            subject_kind: Some("person".into()),
-            client_name: meta.client_name.clone(),
-            client_id: Some(who.token_id.clone()),
+            subject_kind: Some(who.kind.as_str().into()),
+            client_name: who.client_name.clone().or_else(|| meta.client_name.clone()),
+            client_id: Some(who.client_id.clone().unwrap_or_else(|| who.token_id.clone())),
             session_id: meta.session_id.clone(),
             ip: meta.ip.clone(),
             user_agent: meta.user_agent.clone(),

@@ -15,6 +15,7 @@ use gateway::{Gateway, GatewayShared};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use std::sync::Arc;
+use toolgate_domain::model::Scopes;
 use tokio_util::sync::CancellationToken;
 
 /// Host names (without port) the MCP endpoint answers to: the public URL's host and loopback.
@@ -90,32 +91,63 @@ pub fn router(state: &AppState, shutdown: CancellationToken) -> Router<AppState>
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
 }
 
-/// Resolves the bearer token to a principal from the snapshot (no database round trip); on a
-/// miss the store is asked once, for tokens created since the snapshot was built.
+/// Largest JSON-RPC body read to find out which scope a request needs.
+const MAX_PEEK_BYTES: usize = 4 * 1024 * 1024;
+
+/// Resolves the bearer credential to a principal (personal token, Toolgate access token, or an
+/// Entra app-only token of a registered service principal) from the snapshot, then checks the
+/// scope the request needs: `mcp:read` for everything, `mcp:tools` for `tools/call`.
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let metadata = crate::oauth::resource_metadata_url(state.oauth.issuer());
     let Some(token) = bearer_token(req.headers()).map(str::to_string) else {
-        return unauthorized(None);
+        return unauthorized(&metadata, None);
     };
-    let mut found = state.snapshot.get().principal_for_token(&token);
-    if found.is_none()
-        && let Ok(Some(_)) = state.store.find_token(&token).await
-    {
-        if let Err(e) = state.snapshot.reload().await {
-            tracing::error!(error = %e, "snapshot reload failed");
-        }
-        found = state.snapshot.get().principal_for_token(&token);
+    let (principal, credential) = match crate::oauth::authenticate(&state, &token).await {
+        Ok(found) => found,
+        Err(refused) => return unauthorized(&metadata, Some(refused.0)),
+    };
+    if !principal.scopes.contains(Scopes::READ) {
+        return insufficient_scope(&metadata, Scopes::READ);
     }
-    let Some(principal) = found else {
-        return unauthorized(Some("invalid, revoked or expired token"));
-    };
+    if !principal.scopes.contains(Scopes::TOOLS) && req.method() == axum::http::Method::POST {
+        let (parts, body) = req.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_PEEK_BYTES).await else {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response();
+        };
+        if calls_a_tool(&bytes) {
+            return insufficient_scope(&metadata, Scopes::ALL);
+        }
+        req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    }
     req.extensions_mut().insert(principal);
     let res = next.run(req).await;
-    cut_off_when_revoked(res, state, token)
+    cut_off_when_revoked(res, state, credential)
+}
+
+/// Whether a JSON-RPC message (or batch) is a `tools/call` request.
+fn calls_a_tool(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+    }
+    if let Ok(m) = serde_json::from_slice::<Message>(body) {
+        return m.method.as_deref() == Some("tools/call");
+    }
+    if let Ok(batch) = serde_json::from_slice::<Vec<Message>>(body) {
+        return batch.iter().any(|m| m.method.as_deref() == Some("tools/call"));
+    }
+    false
 }
 
 /// Streams (SSE) stay open for as long as the caller is allowed: when a snapshot change revokes
-/// the token (user disabled or deleted, token revoked), the stream ends at once.
-fn cut_off_when_revoked(res: Response, state: AppState, token: String) -> Response {
+/// the credential (user disabled or deleted, token or grant revoked, service principal disabled),
+/// the stream ends at once.
+fn cut_off_when_revoked(
+    res: Response,
+    state: AppState,
+    credential: crate::oauth::Credential,
+) -> Response {
     let is_stream = res
         .headers()
         .get(header::CONTENT_TYPE)
@@ -126,9 +158,11 @@ fn cut_off_when_revoked(res: Response, state: AppState, token: String) -> Respon
     }
     let mut changes = state.snapshot.subscribe();
     let snapshot = state.snapshot.clone();
+    let clock = state.store.clock().clone();
     let revoked = async move {
         while changes.changed().await.is_ok() {
-            if snapshot.get().principal_for_token(&token).is_none() {
+            let now = clock.now().timestamp_millis();
+            if credential.resolve(&snapshot.get(), now).is_none() {
                 tracing::info!("access revoked: closing an open MCP stream");
                 return;
             }
@@ -141,25 +175,43 @@ fn cut_off_when_revoked(res: Response, state: AppState, token: String) -> Respon
     Response::from_parts(parts, axum::body::Body::from_stream(stream))
 }
 
-/// 401 as RFC 6750 words it: no error code when no credentials were sent, `invalid_token` when
-/// the presented one is not valid.
-fn unauthorized(invalid: Option<&str>) -> Response {
-    let (body, challenge) = match invalid {
-        Some(description) => (
-            serde_json::json!({"error": "invalid_token", "error_description": description}),
-            "Bearer realm=\"toolgate\", error=\"invalid_token\"",
-        ),
-        None => (
-            serde_json::json!({"error": "unauthorized", "error_description": "a bearer token is required"}),
-            "Bearer realm=\"toolgate\"",
-        ),
-    };
-    let mut res = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
-    res.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        header::HeaderValue::from_static(challenge),
-    );
+fn challenge_response(status: StatusCode, body: serde_json::Value, challenge: String) -> Response {
+    let mut res = (status, axum::Json(body)).into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&challenge) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
     res
+}
+
+/// 401 as RFC 6750 and the MCP authorization spec word it: where the Protected Resource
+/// Metadata is and which scopes to ask for; `invalid_token` when the presented one is not valid.
+fn unauthorized(metadata: &str, invalid: Option<&str>) -> Response {
+    let scope = Scopes::ALL.to_string();
+    match invalid {
+        Some(description) => challenge_response(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": "invalid_token", "error_description": description}),
+            format!(
+                "Bearer error=\"invalid_token\", error_description=\"{description}\", resource_metadata=\"{metadata}\", scope=\"{scope}\""
+            ),
+        ),
+        None => challenge_response(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": "unauthorized", "error_description": "a bearer token is required"}),
+            format!("Bearer resource_metadata=\"{metadata}\", scope=\"{scope}\""),
+        ),
+    }
+}
+
+/// 403 for a valid token without the scope the request needs (step-up authorization).
+fn insufficient_scope(metadata: &str, needed: Scopes) -> Response {
+    challenge_response(
+        StatusCode::FORBIDDEN,
+        serde_json::json!({"error": "insufficient_scope", "error_description": format!("this request needs the scope {needed}")}),
+        format!(
+            "Bearer error=\"insufficient_scope\", scope=\"{needed}\", resource_metadata=\"{metadata}\""
+        ),
+    )
 }
 
 #[cfg(test)]

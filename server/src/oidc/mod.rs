@@ -23,6 +23,16 @@ use tower_sessions::Session;
 
 /// Session key of the sign-in in progress (state, nonce, PKCE verifier).
 const PENDING_KEY: &str = "oidc_pending";
+/// Session key of where to go after sign-in (an agent authorization waiting for consent).
+const RETURN_KEY: &str = "oidc_return_to";
+
+/// Only the consent step of an agent authorization may be returned to: never another site.
+fn safe_return_to(path: &str) -> bool {
+    path.starts_with("/oauth/consent?request=")
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'?' | b'=' | b'-' | b'_'))
+}
 /// How long a started sign-in may take.
 const PENDING_TTL_SECS: i64 = 600;
 /// How long discovery metadata and keys are reused.
@@ -80,6 +90,8 @@ fn to_login(error: &str) -> Response {
 struct LoginParams {
     /// `1`: an admin's test of the configuration (the admin stays signed in; the result is shown).
     test: Option<String>,
+    /// Where to continue after sign-in (the consent page of an agent authorization).
+    return_to: Option<String>,
 }
 
 /// Starts a sign-in: redirects to the provider with PKCE, state and nonce kept in the session.
@@ -105,6 +117,16 @@ async fn login(
     };
     let (url, mut pending) = provider.authorize_url(state.store.clock().now().timestamp());
     pending.test = test;
+    match params.return_to.filter(|r| safe_return_to(r)) {
+        Some(r) if !test => {
+            if session.insert(RETURN_KEY, r).await.is_err() {
+                return to_login("session");
+            }
+        }
+        _ => {
+            let _ = session.remove::<String>(RETURN_KEY).await;
+        }
+    }
     if session.insert(PENDING_KEY, &pending).await.is_err() {
         return to_login("session");
     }
@@ -237,7 +259,11 @@ async fn callback(
         request_id(&headers),
     )
     .await;
-    Redirect::to("/").into_response()
+    let next: Option<String> = session.remove(RETURN_KEY).await.ok().flatten();
+    match next.filter(|r| safe_return_to(r)) {
+        Some(r) => Redirect::to(&r).into_response(),
+        None => Redirect::to("/").into_response(),
+    }
 }
 
 /// The result of an admin's test sign-in, as a small page: what the provider sent and what

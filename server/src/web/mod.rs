@@ -2,7 +2,7 @@
 //! `/pkg`, database-backed sessions, the sign-in redirect and the CSRF origin check.
 
 mod connector_hooks;
-mod session_store;
+pub mod session_store;
 
 pub use session_store::DbSessionStore;
 

@@ -5,11 +5,13 @@
 use crate::Result;
 use crate::crypto::hash_token;
 use crate::dlp::{DlpAction, DlpSettings, Scanner};
+use crate::model::Scopes;
 use crate::policy::{
     CompiledRules, ToolFacts, Verdict, allows, decide, decide_prompt, decide_resource,
 };
-use crate::model::Scopes;
-use crate::store::{CatalogSettings, ConnectorSecrets, GrantInfo, SpSnapshotRow, Store, TokenGrant};
+use crate::store::{
+    CatalogSettings, ConnectorSecrets, GrantInfo, SpSnapshotRow, Store, TokenGrant,
+};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -4,10 +4,10 @@
 
 use super::{ResultExt, Store, new_id, settings::keys};
 use crate::clock::from_millis;
+use crate::crypto::hash_password;
 use crate::crypto::{hash_token, new_token};
 use crate::model::{Consent, OAuthClient, OAuthClientKind, OAuthSettings, Scopes};
 use crate::{Error, Result};
-use crate::crypto::hash_password;
 
 /// A client to register (validated by the caller: redirect URIs, name, auth method).
 #[derive(Clone, Debug)]
@@ -194,7 +194,11 @@ impl Store {
         .execute(&self.pool)
         .await
         .on_unique(|| format!("client {id} already exists"))?;
-        Ok(self.oauth_client(&id).await?.ok_or(Error::NotFound("client"))?.client)
+        Ok(self
+            .oauth_client(&id)
+            .await?
+            .ok_or(Error::NotFound("client"))?
+            .client)
     }
 
     /// Records the metadata of a CIMD client after a successful fetch (a disabled client stays
@@ -223,7 +227,9 @@ impl Store {
         .bind(now)
         .execute(&self.pool)
         .await?;
-        self.oauth_client(url).await?.ok_or(Error::NotFound("client"))
+        self.oauth_client(url)
+            .await?
+            .ok_or(Error::NotFound("client"))
     }
 
     pub async fn oauth_client(&self, id: &str) -> Result<Option<ClientRecord>> {
@@ -264,7 +270,11 @@ impl Store {
             revoke_grants_where(&mut tx, "client_id = $3", now, "client disabled", &[id]).await?;
         }
         tx.commit().await?;
-        Ok(self.oauth_client(id).await?.ok_or(Error::NotFound("client"))?.client)
+        Ok(self
+            .oauth_client(id)
+            .await?
+            .ok_or(Error::NotFound("client"))?
+            .client)
     }
 
     /// Deletes a client with its consents; its grants are revoked.
@@ -300,7 +310,12 @@ impl Store {
     }
 
     /// Records (or widens) a person's consent to a client.
-    pub async fn record_consent(&self, user_id: &str, client_id: &str, scopes: Scopes) -> Result<()> {
+    pub async fn record_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scopes: Scopes,
+    ) -> Result<()> {
         let now = self.now_ms();
         let mut tx = self.write_tx().await?;
         let existing: Option<(String,)> = sqlx::query_as(
@@ -432,8 +447,21 @@ impl Store {
     /// Reads a code without using it (the caller checks client, redirect and PKCE, then calls
     /// [`Store::exchange_code`] or [`Store::burn_code`]). A used code reports `Replayed` and
     /// revokes whatever it produced.
-    pub async fn peek_code(&self, code: &str) -> Result<std::result::Result<AuthCode, GrantRefusal>> {
-        type Row = (String, String, String, String, String, String, i64, Option<i64>, Option<String>);
+    pub async fn peek_code(
+        &self,
+        code: &str,
+    ) -> Result<std::result::Result<AuthCode, GrantRefusal>> {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            i64,
+            Option<i64>,
+            Option<String>,
+        );
         let hash = hash_token(code);
         let row: Option<Row> = sqlx::query_as(
             "SELECT client_id, user_id, redirect_uri, code_challenge, resource, scopes, expires_at,
@@ -443,8 +471,17 @@ impl Store {
         .bind(&hash)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((client_id, user_id, redirect_uri, code_challenge, resource, scopes, expires_at, used_at, grant_id)) =
-            row
+        let Some((
+            client_id,
+            user_id,
+            redirect_uri,
+            code_challenge,
+            resource,
+            scopes,
+            expires_at,
+            used_at,
+            grant_id,
+        )) = row
         else {
             return Ok(Err(GrantRefusal::Unknown));
         };
@@ -470,7 +507,8 @@ impl Store {
         let now = self.now_ms();
         let mut tx = self.write_tx().await?;
         if let Some(g) = grant_id {
-            revoke_grants_where(&mut tx, "id = $3", now, "authorization code replayed", &[g]).await?;
+            revoke_grants_where(&mut tx, "id = $3", now, "authorization code replayed", &[g])
+                .await?;
         }
         tx.commit().await?;
         tracing::warn!(code = %&hash[..12], "authorization code replayed");
@@ -533,7 +571,8 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let refresh_token = insert_refresh_token(&mut tx, &grant_id, now, refresh_expires_at).await?;
+        let refresh_token =
+            insert_refresh_token(&mut tx, &grant_id, now, refresh_expires_at).await?;
         sqlx::query("UPDATE oauth_clients SET last_used_at = $1 WHERE id = $2")
             .bind(now)
             .bind(&found.client_id)
@@ -561,7 +600,17 @@ impl Store {
         client_id: &str,
         refresh_expires_at: i64,
     ) -> Result<std::result::Result<Issued, GrantRefusal>> {
-        type Row = (String, i64, Option<i64>, String, String, String, String, Option<i64>, Option<String>);
+        type Row = (
+            String,
+            i64,
+            Option<i64>,
+            String,
+            String,
+            String,
+            String,
+            Option<i64>,
+            Option<String>,
+        );
         let hash = hash_token(token);
         let now = self.now_ms();
         let mut tx = self.write_tx().await?;
@@ -575,8 +624,17 @@ impl Store {
         .bind(&hash)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((grant_id, expires_at, used_at, user_id, grant_client, scopes, resource, revoked_at, name)) =
-            row
+        let Some((
+            grant_id,
+            expires_at,
+            used_at,
+            user_id,
+            grant_client,
+            scopes,
+            resource,
+            revoked_at,
+            name,
+        )) = row
         else {
             return Ok(Err(GrantRefusal::Unknown));
         };
@@ -587,8 +645,14 @@ impl Store {
             return Ok(Err(GrantRefusal::Revoked));
         }
         if used_at.is_some() {
-            revoke_grants_where(&mut tx, "id = $3", now, "refresh token reused", &[&grant_id])
-                .await?;
+            revoke_grants_where(
+                &mut tx,
+                "id = $3",
+                now,
+                "refresh token reused",
+                &[&grant_id],
+            )
+            .await?;
             tx.commit().await?;
             tracing::warn!(grant = %grant_id, "refresh token reused: grant revoked");
             return Ok(Err(GrantRefusal::Replayed));
@@ -606,7 +670,8 @@ impl Store {
         if done.rows_affected() == 0 {
             return Ok(Err(GrantRefusal::Replayed));
         }
-        let refresh_token = insert_refresh_token(&mut tx, &grant_id, now, refresh_expires_at).await?;
+        let refresh_token =
+            insert_refresh_token(&mut tx, &grant_id, now, refresh_expires_at).await?;
         sqlx::query("UPDATE oauth_grants SET last_used_at = $1 WHERE id = $2")
             .bind(now)
             .bind(&grant_id)
@@ -651,7 +716,8 @@ impl Store {
         if client_id.is_some_and(|c| c != owner) {
             return Ok(None);
         }
-        self.revoke_grant(&grant_id, "revoked by the client").await?;
+        self.revoke_grant(&grant_id, "revoked by the client")
+            .await?;
         Ok(Some(grant_id))
     }
 
@@ -677,7 +743,11 @@ impl Store {
         self.live_grants_where("1 = 1 OR $1 IS NULL", None).await
     }
 
-    async fn live_grants_where(&self, condition: &str, bind: Option<&str>) -> Result<Vec<GrantInfo>> {
+    async fn live_grants_where(
+        &self,
+        condition: &str,
+        bind: Option<&str>,
+    ) -> Result<Vec<GrantInfo>> {
         let sql = format!(
             "SELECT g.id, g.user_id, g.client_id, k.name, g.scopes, g.resource
              FROM oauth_grants g JOIN oauth_clients k ON k.id = g.client_id
@@ -690,14 +760,16 @@ impl Store {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(grant_id, user_id, client_id, client_name, scopes, resource)| GrantInfo {
-                grant_id,
-                user_id,
-                client_id,
-                client_name,
-                scopes: Scopes::parse(&scopes).unwrap_or(Scopes::NONE),
-                resource,
-            })
+            .map(
+                |(grant_id, user_id, client_id, client_name, scopes, resource)| GrantInfo {
+                    grant_id,
+                    user_id,
+                    client_id,
+                    client_name,
+                    scopes: Scopes::parse(&scopes).unwrap_or(Scopes::NONE),
+                    resource,
+                },
+            )
             .collect())
     }
 
@@ -791,11 +863,12 @@ pub fn redirect_host(uri: &str) -> String {
     }
 }
 
-
 fn validate_client_name(name: &str) -> Result<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
-        return Err(Error::invalid("client name must be 1-128 printable characters"));
+        return Err(Error::invalid(
+            "client name must be 1-128 printable characters",
+        ));
     }
     Ok(name.to_string())
 }
@@ -881,5 +954,4 @@ mod tests {
         assert!(is_loopback_redirect("http://localhost:1/cb"));
         assert!(!is_loopback_redirect("https://a.example.com/cb"));
     }
-
 }

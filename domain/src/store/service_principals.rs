@@ -239,9 +239,8 @@ impl Store {
         if exists.is_none() {
             return Err(Error::NotFound("service principal"));
         }
-        let conflict = || {
-            "a service principal with this name or Entra application already exists".to_string()
-        };
+        let conflict =
+            || "a service principal with this name or Entra application already exists".to_string();
         if let Some(n) = &update.name {
             sqlx::query("UPDATE service_principals SET name = $1 WHERE id = $2")
                 .bind(n.trim())
@@ -419,15 +418,13 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
-        let groups: Vec<(String, String)> =
-            sqlx::query_as("SELECT sp_id, group_id FROM sp_groups")
+        let groups: Vec<(String, String)> = sqlx::query_as("SELECT sp_id, group_id FROM sp_groups")
+            .fetch_all(&self.pool)
+            .await?;
+        let secrets: Vec<(String, String, Option<i64>)> =
+            sqlx::query_as("SELECT id, sp_id, expires_at FROM sp_secrets WHERE revoked_at IS NULL")
                 .fetch_all(&self.pool)
                 .await?;
-        let secrets: Vec<(String, String, Option<i64>)> = sqlx::query_as(
-            "SELECT id, sp_id, expires_at FROM sp_secrets WHERE revoked_at IS NULL",
-        )
-        .fetch_all(&self.pool)
-        .await?;
         Ok(rows
             .into_iter()
             .map(|(id, name, entra_app_id, expires_at)| SpSnapshotRow {

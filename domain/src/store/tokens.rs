@@ -159,7 +159,14 @@ impl Store {
     /// Resolves a presented token: unknown, revoked, expired, or (personal) belonging to a
     /// disabled user all give `None`.
     pub async fn find_token(&self, secret: &str) -> Result<Option<TokenGrant>> {
-        type Row = (String, String, String, Option<String>, Option<i64>, Option<String>);
+        type Row = (
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+        );
         let row: Option<Row> = sqlx::query_as(
             "SELECT t.id, t.name, t.kind, t.user_id, t.expires_at, t.scopes FROM api_tokens t
              LEFT JOIN users u ON u.id = t.user_id
@@ -171,8 +178,8 @@ impl Store {
         .bind(self.now_ms())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(
-            row.and_then(|(token_id, token_name, kind, user_id, expires_at, scopes)| {
+        Ok(row.and_then(
+            |(token_id, token_name, kind, user_id, expires_at, scopes)| {
                 Some(TokenGrant {
                     token_id,
                     token_name,
@@ -181,13 +188,20 @@ impl Store {
                     expires_at,
                     scopes: stored_scopes(scopes.as_deref()),
                 })
-            }),
-        )
+            },
+        ))
     }
 
     /// Every live personal token as (hash, grant), for the snapshot.
     pub async fn active_personal_tokens(&self) -> Result<Vec<(String, TokenGrant)>> {
-        type Row = (String, String, String, Option<String>, Option<i64>, Option<String>);
+        type Row = (
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+        );
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT token_hash, id, name, user_id, expires_at, scopes FROM api_tokens
              WHERE kind = 'personal' AND revoked_at IS NULL
@@ -198,19 +212,21 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(hash, token_id, token_name, user_id, expires_at, scopes)| {
-                (
-                    hash,
-                    TokenGrant {
-                        token_id,
-                        token_name,
-                        kind: TokenKind::Personal,
-                        user_id,
-                        expires_at,
-                        scopes: stored_scopes(scopes.as_deref()),
-                    },
-                )
-            })
+            .map(
+                |(hash, token_id, token_name, user_id, expires_at, scopes)| {
+                    (
+                        hash,
+                        TokenGrant {
+                            token_id,
+                            token_name,
+                            kind: TokenKind::Personal,
+                            user_id,
+                            expires_at,
+                            scopes: stored_scopes(scopes.as_deref()),
+                        },
+                    )
+                },
+            )
             .collect())
     }
 

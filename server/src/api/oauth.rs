@@ -140,7 +140,11 @@ pub(super) async fn delete_client(
     State(state): State<AppState>,
     Path(client_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let before = state.store.oauth_client(&client_id).await?.map(|r| r.client);
+    let before = state
+        .store
+        .oauth_client(&client_id)
+        .await?
+        .map(|r| r.client);
     state.store.delete_oauth_client(&client_id).await?;
     audit_change(
         &state,
@@ -302,9 +306,7 @@ pub(super) async fn update_sp(
                 description: body.description,
                 owner: body.owner,
                 groups: body.groups,
-                expires_at: body
-                    .expires_at
-                    .map(|e| e.map(|t| t.timestamp_millis())),
+                expires_at: body.expires_at.map(|e| e.map(|t| t.timestamp_millis())),
                 entra_app_id: body.entra_app_id,
                 disabled: body.disabled,
             },

@@ -15,8 +15,8 @@ use gateway::{Gateway, GatewayShared};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use std::sync::Arc;
-use toolgate_domain::model::Scopes;
 use tokio_util::sync::CancellationToken;
+use toolgate_domain::model::Scopes;
 
 /// Host names (without port) the MCP endpoint answers to: the public URL's host and loopback.
 /// Requests naming any other Host are refused (DNS-rebinding protection).
@@ -135,7 +135,9 @@ fn calls_a_tool(body: &[u8]) -> bool {
         return m.method.as_deref() == Some("tools/call");
     }
     if let Ok(batch) = serde_json::from_slice::<Vec<Message>>(body) {
-        return batch.iter().any(|m| m.method.as_deref() == Some("tools/call"));
+        return batch
+            .iter()
+            .any(|m| m.method.as_deref() == Some("tools/call"));
     }
     false
 }

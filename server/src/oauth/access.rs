@@ -146,7 +146,10 @@ mod tests {
         assert_eq!(other.verify(&good, 150), Err(TokenRefusal::Malformed));
         // Another issuer with the same key is refused too.
         let elsewhere = AccessTokens::new([7; 32], "https://evil.example.com".into());
-        let theirs = elsewhere.mint(&claims("https://tg.example.com/mcp", 200));
+        let theirs = elsewhere.mint(&AccessClaims {
+            iss: "https://evil.example.com".into(),
+            ..claims("https://tg.example.com/mcp", 200)
+        });
         assert_eq!(t.verify(&theirs, 150), Err(TokenRefusal::Malformed));
         // Tampering with the payload breaks the signature.
         let mut parts: Vec<&str> = good.split('.').collect();
@@ -155,7 +158,10 @@ mod tests {
             serde_json::to_vec(&claims("https://tg.example.com/mcp", 99_999)).unwrap(),
         );
         parts[1] = &forged_payload;
-        assert_eq!(t.verify(&parts.join("."), 150), Err(TokenRefusal::Malformed));
+        assert_eq!(
+            t.verify(&parts.join("."), 150),
+            Err(TokenRefusal::Malformed)
+        );
         assert_eq!(t.verify("garbage", 150), Err(TokenRefusal::Malformed));
         assert_eq!(t.verify("", 150), Err(TokenRefusal::Malformed));
     }
@@ -163,9 +169,8 @@ mod tests {
     #[test]
     fn alg_none_is_refused() {
         let t = AccessTokens::new([7; 32], "https://tg.example.com".into());
-        let b64 = |v: &[u8]| {
-            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, v)
-        };
+        let b64 =
+            |v: &[u8]| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, v);
         let header = b64(br#"{"alg":"none","typ":"at+jwt"}"#);
         let body = b64(&serde_json::to_vec(&claims("https://tg.example.com/mcp", 200)).unwrap());
         assert_eq!(

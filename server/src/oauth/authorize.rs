@@ -5,10 +5,10 @@
 
 use super::clients::{is_loopback_redirect, redirect_host, resolve_client};
 use crate::state::AppState;
+use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::Form;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use toolgate_app::auth::{DashboardUser, SESSION_USER_KEY, SignInSource};
@@ -68,7 +68,10 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
@@ -143,7 +146,12 @@ pub async fn authorize(
     let Some(redirect_uri) = params.get("redirect_uri") else {
         return error_page("redirect_uri is missing");
     };
-    if !client.client.redirect_uris.iter().any(|u| u == redirect_uri) {
+    if !client
+        .client
+        .redirect_uris
+        .iter()
+        .any(|u| u == redirect_uri)
+    {
         return error_page("redirect_uri is not registered for this client");
     }
     // From here on the redirect URI is trusted: errors go back to the client.
@@ -156,7 +164,10 @@ pub async fn authorize(
         );
     }
     let Some(challenge) = params.get("code_challenge") else {
-        return fail("invalid_request", "PKCE is required: code_challenge is missing");
+        return fail(
+            "invalid_request",
+            "PKCE is required: code_challenge is missing",
+        );
     };
     if params.get("code_challenge_method").map(String::as_str) != Some("S256") {
         return fail(
@@ -169,7 +180,10 @@ pub async fn authorize(
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if !challenge_ok {
-        return fail("invalid_request", "code_challenge is not a base64url SHA-256");
+        return fail(
+            "invalid_request",
+            "code_challenge is not a base64url SHA-256",
+        );
     }
     let Some(resource) = params.get("resource") else {
         return fail(
@@ -205,6 +219,19 @@ pub async fn authorize(
         created_at: now,
         csrf: random_id(),
     };
+    // Signed in already and consented to this client for these scopes: straight back.
+    if let Some(me) = session
+        .get::<DashboardUser>(SESSION_USER_KEY)
+        .await
+        .ok()
+        .flatten()
+        .filter(|u| u.source == SignInSource::Oidc)
+        && matches!(state.store.get_user(&me.id).await, Ok(u) if u.active)
+        && let Ok(Some(given)) = state.store.consent(&me.id, &pending.client_id).await
+        && given.contains(scopes)
+    {
+        return issue_code(&state, &me, &pending, false).await;
+    }
     let mut all: Vec<(String, Pending)> = session
         .get(PENDING_KEY)
         .await
@@ -247,18 +274,13 @@ async fn take_pending(session: &Session, id: &str, remove: bool) -> Option<Pendi
 
 /// The signed-in person for the agent authorization: a directory user, signed in through the
 /// OpenID Provider, still active.
-async fn signed_in_person(
-    state: &AppState,
-    session: &Session,
-) -> Result<DashboardUser, Response> {
+async fn signed_in_person(state: &AppState, session: &Session) -> Result<DashboardUser, Response> {
     let user: Option<DashboardUser> = session.get(SESSION_USER_KEY).await.ok().flatten();
     match user {
-        Some(u) if u.source == SignInSource::Oidc => {
-            match state.store.get_user(&u.id).await {
-                Ok(db) if db.active => Ok(u),
-                _ => Err(error_page("your account is disabled")),
-            }
-        }
+        Some(u) if u.source == SignInSource::Oidc => match state.store.get_user(&u.id).await {
+            Ok(db) if db.active => Ok(u),
+            _ => Err(error_page("your account is disabled")),
+        },
         Some(_) => Err(error_page(
             "agents act for a person: sign out of the local administrator account and sign in with your organisation account",
         )),
@@ -424,7 +446,11 @@ pub async fn consent_decision(
         );
     }
     let scopes = Scopes::parse(&p.scopes).unwrap_or(Scopes::NONE);
-    if let Err(e) = state.store.record_consent(&me.id, &p.client_id, scopes).await {
+    if let Err(e) = state
+        .store
+        .record_consent(&me.id, &p.client_id, scopes)
+        .await
+    {
         tracing::error!(error = %e, "recording consent failed");
         return error_page("your consent could not be recorded");
     }

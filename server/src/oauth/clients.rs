@@ -123,11 +123,9 @@ pub fn client_credentials(
             if !scheme.eq_ignore_ascii_case("basic") {
                 return None;
             }
-            let raw = base64::Engine::decode(
-                &base64::engine::general_purpose::STANDARD,
-                rest.trim(),
-            )
-            .ok()?;
+            let raw =
+                base64::Engine::decode(&base64::engine::general_purpose::STANDARD, rest.trim())
+                    .ok()?;
             let text = String::from_utf8(raw).ok()?;
             let (id, secret) = text.split_once(':')?;
             let decode = |s: &str| {
@@ -277,7 +275,9 @@ pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: B
         method.as_str(),
         "none" | "client_secret_basic" | "client_secret_post"
     ) {
-        return bad("token_endpoint_auth_method must be none, client_secret_basic or client_secret_post");
+        return bad(
+            "token_endpoint_auth_method must be none, client_secret_basic or client_secret_post",
+        );
     }
     let grants = req
         .grant_types
@@ -398,10 +398,8 @@ mod tests {
         form.insert("client_id".to_string(), "c1".to_string());
         let c = client_credentials(&headers, &form).unwrap();
         assert_eq!((c.client_id.as_str(), c.secret), ("c1", None));
-        let basic = base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            "c%3A1:s%2B2",
-        );
+        let basic =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "c%3A1:s%2B2");
         headers.insert(
             header::AUTHORIZATION,
             format!("Basic {basic}").parse().unwrap(),

@@ -165,17 +165,18 @@ pub async fn authenticate(
     let credential = if looks_like_jwt(token) {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Refused("malformed token"))?;
         if header.alg == jsonwebtoken::Algorithm::HS256 {
-            let claims = state
-                .oauth
-                .tokens
-                .verify(token, now.timestamp())
-                .map_err(|e| match e {
-                    TokenRefusal::Expired => Refused("the access token has expired"),
-                    TokenRefusal::WrongAudience => {
-                        Refused("the access token was issued for another resource")
-                    }
-                    TokenRefusal::Malformed => Refused("invalid access token"),
-                })?;
+            let claims =
+                state
+                    .oauth
+                    .tokens
+                    .verify(token, now.timestamp())
+                    .map_err(|e| match e {
+                        TokenRefusal::Expired => Refused("the access token has expired"),
+                        TokenRefusal::WrongAudience => {
+                            Refused("the access token was issued for another resource")
+                        }
+                        TokenRefusal::Malformed => Refused("invalid access token"),
+                    })?;
             if claims.is_service() {
                 Credential::Service {
                     sp_id: claims.sub.clone(),
@@ -204,7 +205,9 @@ pub async fn authenticate(
             let snap = state.snapshot.get();
             let Some(sp_id) = snap.service_principal_for_app(&app.app_id) else {
                 tracing::info!(app = %app.app_id, "Entra app-only token of an unregistered application");
-                return Err(Refused("this application is not a registered service principal"));
+                return Err(Refused(
+                    "this application is not a registered service principal",
+                ));
             };
             Credential::Service {
                 sp_id: sp_id.to_string(),

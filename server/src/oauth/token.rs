@@ -171,7 +171,11 @@ async fn authorization_code(
         }
         Err(e) => {
             tracing::error!(error = %e, "code lookup failed");
-            return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "try again");
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "try again",
+            );
         }
     };
     let problem = if found.client_id != client.client.id {
@@ -202,7 +206,8 @@ async fn authorization_code(
         .await
         .map(|s| s.refresh_token_days)
         .unwrap_or(30);
-    let refresh_expires = state.store.clock().now().timestamp_millis() + i64::from(days) * 86_400_000;
+    let refresh_expires =
+        state.store.clock().now().timestamp_millis() + i64::from(days) * 86_400_000;
     let issued = match state
         .store
         .exchange_code(code, &client.client.name, refresh_expires)
@@ -215,7 +220,11 @@ async fn authorization_code(
         }
         Err(e) => {
             tracing::error!(error = %e, "code exchange failed");
-            return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "try again");
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "try again",
+            );
         }
     };
     // The new grant must be in the snapshot (on every replica) before the token is used.
@@ -281,7 +290,11 @@ async fn refresh(
         }
         Err(e) => {
             tracing::error!(error = %e, "refresh failed");
-            return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "try again");
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "try again",
+            );
         }
     };
     if issued.grant.resource != state.oauth.tokens.resource {
@@ -348,7 +361,8 @@ async fn client_credentials_grant(
                 &creds.client_id,
                 "service_principal",
                 None,
-                "unknown, disabled or expired service principal, or a wrong or expired secret".into(),
+                "unknown, disabled or expired service principal, or a wrong or expired secret"
+                    .into(),
                 AuditDecision::Deny,
             )
             .await;
@@ -356,7 +370,11 @@ async fn client_credentials_grant(
         }
         Err(e) => {
             tracing::error!(error = %e, "secret check failed");
-            return oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "try again");
+            return oauth_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "try again",
+            );
         }
     };
     let scopes = match form.get("scope") {
@@ -451,19 +469,31 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
             Ok(g) => revoked = g,
             Err(e) => {
                 tracing::error!(error = %e, "revocation failed");
-                return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again");
+                return oauth_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "try again",
+                );
             }
         }
     } else if let Ok(claims) = state.oauth.tokens.verify(token, i64::MIN + 1)
         && !claims.is_service()
         && claims.client_id == client.client.id
     {
-        match state.store.revoke_grant(&claims.cred, "revoked by the client").await {
+        match state
+            .store
+            .revoke_grant(&claims.cred, "revoked by the client")
+            .await
+        {
             Ok(true) => revoked = Some(claims.cred.clone()),
             Ok(false) => {}
             Err(e) => {
                 tracing::error!(error = %e, "revocation failed");
-                return oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "try again");
+                return oauth_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "try again",
+                );
             }
         }
     }
@@ -500,7 +530,10 @@ mod tests {
         let verifier = "dBjftJeZ4CVP-mJ92K9qRwAf0dQvm-jZvRK0-Lcx0ZJpeM";
         let challenge = "EUmJlnQYoG_getnPOWu-IrxSf53-P7phk8KZP-ZpgS8";
         assert!(pkce_matches(verifier, challenge));
-        assert!(!pkce_matches(verifier, "EUmJlnQYoG_getnPOWu-IrxSf53-P7phk8KZP-ZpgS9"));
+        assert!(!pkce_matches(
+            verifier,
+            "EUmJlnQYoG_getnPOWu-IrxSf53-P7phk8KZP-ZpgS9"
+        ));
         // Shape rules of RFC 7636 §4.1: 43-128 unreserved characters.
         assert!(!pkce_matches("short", challenge));
         assert!(!pkce_matches(&"a".repeat(129), challenge));

@@ -30,6 +30,8 @@ impl DashboardRole {
     pub fn may(self, page: Page) -> bool {
         use DashboardRole::*;
         match page {
+            // Everyone signed in connects their own agents.
+            Page::Connect => true,
             Page::Overview => matches!(self, Admin | Approver | Auditor),
             Page::Audit => matches!(self, Admin | Auditor),
             Page::Approvals => matches!(self, Admin | Approver),
@@ -39,6 +41,7 @@ impl DashboardRole {
             | Page::Simulator
             | Page::Users
             | Page::ServicePrincipals
+            | Page::OAuthClients
             | Page::Settings => self == Admin,
         }
     }
@@ -48,6 +51,8 @@ impl DashboardRole {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Page {
     Overview,
+    /// "Connect your agent": the MCP URL, the person's authorized agents and personal tokens.
+    Connect,
     Connectors,
     Groups,
     /// The policy matrix and its editor.
@@ -58,6 +63,8 @@ pub enum Page {
     Approvals,
     Users,
     ServicePrincipals,
+    /// OAuth clients of the authorization server and its switches.
+    OAuthClients,
     Settings,
 }
 

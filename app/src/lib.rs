@@ -10,7 +10,7 @@ pub mod server_fns;
 use auth::{DashboardRole, Page};
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
-use leptos_router::components::{A, Outlet, ParentRoute, Route, Router, Routes};
+use leptos_router::components::{A, Outlet, ParentRoute, Redirect, Route, Router, Routes};
 use leptos_router::path;
 
 /// The HTML document the server renders around the app.
@@ -43,6 +43,7 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=pages::login::LoginPage />
                 <ParentRoute path=path!("") view=Layout>
                     <Route path=path!("") view=pages::overview::OverviewPage />
+                    <Route path=path!("/connect") view=pages::connect::ConnectPage />
                     <Route path=path!("/connectors") view=pages::connectors::ConnectorsPage />
                     <Route path=path!("/connectors/:name") view=pages::connectors::detail::ConnectorPage />
                     <Route path=path!("/groups") view=pages::groups::GroupsPage />
@@ -51,7 +52,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/audit") view=pages::audit::AuditPage />
                     <Route path=path!("/approvals") view=|| view! { <pages::Coming title="Approvals" what="Approver inbox for just-in-time elevation and per-call approval." /> } />
                     <Route path=path!("/users") view=pages::users::UsersPage />
-                    <Route path=path!("/service-principals") view=|| view! { <pages::Coming title="Service principals" what="Identities for unattended agents." /> } />
+                    <Route path=path!("/service-principals") view=pages::service_principals::ServicePrincipalsPage />
+                    <Route path=path!("/service-principals/:id") view=pages::service_principals::ServicePrincipalPage />
+                    <Route path=path!("/oauth-clients") view=pages::oauth_clients::OAuthClientsPage />
                     <Route path=path!("/settings") view=pages::settings::SettingsPage />
                 </ParentRoute>
             </Routes>
@@ -71,6 +74,8 @@ fn Layout() -> impl IntoView {
         move || review_tick.get(),
         |_| pages::connectors::fns::review_count(),
     );
+    let location = leptos_router::hooks::use_location();
+    let at_home = move || location.pathname.get_untracked() == "/";
     view! {
         <div class="layout">
             <nav class="sidebar" aria-label="Main">
@@ -80,10 +85,12 @@ fn Layout() -> impl IntoView {
                 // resources between server and browser.
                 <Transition fallback=|| ()>
                     {move || Suspend::new(async move {
-                        let role = me.await.ok().flatten().map(|u| u.role).unwrap_or(DashboardRole::User);
+                        let signed_in = me.await.ok().flatten().map(|u| u.role);
+                        let role = signed_in.unwrap_or(DashboardRole::User);
                         let to_review = reviews.await.ok().flatten().filter(|n| *n > 0);
                         view! {
                             {role.may(Page::Overview).then(|| view! { <A href="/" exact=true>"Overview"</A> })}
+                            {role.may(Page::Connect).then(|| view! { <A href="/connect">"Connect your agent"</A> })}
                             {role.may(Page::Connectors).then(|| view! {
                                 <div class="nav-item">
                                     <A href="/connectors">"Connectors"</A>
@@ -96,14 +103,17 @@ fn Layout() -> impl IntoView {
                             {role.may(Page::Policies).then(|| view! { <A href="/policies">"Policy matrix"</A> })}
                             {role.may(Page::Simulator).then(|| view! { <A href="/simulator">"Simulator"</A> })}
                             {role.may(Page::Audit).then(|| view! { <A href="/audit">"Audit"</A> })}
-                            {(role == DashboardRole::Admin || role == DashboardRole::Approver).then(|| view! { <span class="nav-section">"Coming"</span> })}
-                            {role.may(Page::Approvals).then(|| view! { <A href="/approvals">"Approvals" <span class="badge">"coming"</span></A> })}
                             {role.may(Page::Users).then(|| view! { <A href="/users">"Users"</A> })}
-                            {role.may(Page::ServicePrincipals).then(|| view! { <A href="/service-principals">"Service principals" <span class="badge">"coming"</span></A> })}
+                            {role.may(Page::ServicePrincipals).then(|| view! { <A href="/service-principals">"Service principals"</A> })}
+                            {role.may(Page::OAuthClients).then(|| view! { <A href="/oauth-clients">"OAuth clients"</A> })}
                             {role.may(Page::Settings).then(|| view! { <A href="/settings">"Settings"</A> })}
-                            {(role == DashboardRole::User).then(|| view! {
-                                <p class="nav-note" id="no-pages">"Your role has no dashboard pages. Your agents connect at /mcp."</p>
+                            {role.may(Page::Approvals).then(|| view! {
+                                <span class="nav-section">"Coming"</span>
+                                <A href="/approvals">"Approvals" <span class="badge">"coming"</span></A>
                             })}
+                            // People without a dashboard role land on the overview they may
+                            // not see: their page is Connect.
+                            {(signed_in == Some(DashboardRole::User) && at_home()).then(|| view! { <Redirect path="/connect" /> })}
                         }
                     })}
                 </Transition>

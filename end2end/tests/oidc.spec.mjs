@@ -4,6 +4,7 @@
 // sessions at once. This spec starts its own toolgate (fresh data folder) and IdP, so the identity
 // settings it saves do not touch the toolgate of the global setup.
 import { test, expect } from '@playwright/test';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -199,7 +200,7 @@ test('alice signs in through Entra and gets the auditor dashboard', async ({ pag
   await expect(page.locator('span#role')).toHaveText('auditor');
   await expect(page.locator('.whoami strong')).toHaveText(people.alice.upn);
   const nav = page.locator('nav.sidebar');
-  await expect(nav.getByRole('link')).toHaveText(['Overview', 'Audit']);
+  await expect(nav.getByRole('link')).toHaveText(['Overview', 'Connect your agent', 'Audit']);
   for (const name of ['Connectors', 'Groups & policies', 'Settings', 'Users', 'Approvals']) {
     await expect(nav.getByRole('link', { name })).toHaveCount(0);
   }
@@ -235,12 +236,85 @@ test('alice signs in through Entra and gets the auditor dashboard', async ({ pag
   expect(browserErrors, 'uncaught errors in the page').toEqual([]);
 });
 
-test('carol, in no mapped group, signs in with role user and no pages', async ({ page }) => {
+/** An MCP initialize with `token`: the HTTP status. */
+async function mcpInitialize(token) {
+  const res = await fetch(`${base}/mcp`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, Accept: 'application/json, text/event-stream', 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      jsonrpc: '2.0', id: 1, method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'e2e', version: '1' } },
+    }),
+  });
+  await res.body?.cancel();
+  return res.status;
+}
+
+test('carol, in no mapped group, signs in with role user and lands on Connect', async ({ page }) => {
   await ssoSignIn(page, people.carol);
-  await expect(page).toHaveURL(`${base}/`);
+  await expect(page).toHaveURL(`${base}/connect`);
   await expect(page.locator('span#role')).toHaveText('user');
-  await expect(page.locator('#no-pages')).toBeVisible();
-  await expect(page.locator('nav.sidebar').getByRole('link')).toHaveCount(0);
+  await expect(page.locator('nav.sidebar').getByRole('link')).toHaveText(['Connect your agent']);
+  await expect(page.locator('#snippet-claude')).toContainText(`${base}/mcp`);
+  await expect(page.locator('#no-consents')).toBeVisible();
+  await page.waitForLoadState('networkidle');
+
+  // A personal token for a script: read-only, a week.
+  const form = page.locator('#token-form');
+  await form.locator('input[name=name]').fill('carol-script');
+  await form.locator('select[name=expires_in_days]').selectOption('7');
+  await form.locator('input[value="mcp:tools"]').uncheck();
+  await form.getByRole('button', { name: 'Create token' }).click();
+  const token = (await page.locator('#new-token').textContent()).trim();
+  expect(token).toMatch(/^tgp_/);
+  const row = page.locator('#tokens-table tr[data-token="carol-script"]');
+  await expect(row.locator('td.scopes')).toHaveText('mcp:read');
+  await expect(row.locator('td.status')).toHaveText('active');
+  await expect(row.locator('td.expires')).not.toHaveText('never');
+  expect(await mcpInitialize(token)).toBe(200);
+  await row.getByRole('button', { name: 'revoke' }).click();
+  await expect(page.locator('#tokens-table tr[data-token="carol-script"]')).toHaveCount(0);
+  expect(await mcpInitialize(token)).toBe(401);
+
+  // An agent she authorizes (a pre-registered public client, authorization code with PKCE)
+  // is listed, and revoking it ends its refresh token.
+  const redirectUri = 'http://127.0.0.1:9/callback';
+  const { client } = await api('POST', '/oauth/clients', { name: 'E2E Agent', redirect_uris: [redirectUri], confidential: false }, 201);
+  const verifier = randomBytes(32).toString('base64url');
+  const challenge = createHash('sha256').update(verifier).digest('base64url');
+  await page.route('http://127.0.0.1:9/**', (route) => route.fulfill({ status: 200, contentType: 'text/plain', body: 'agent callback' }));
+  const authorize = new URL(`${base}/oauth/authorize`);
+  for (const [k, v] of Object.entries({
+    response_type: 'code', client_id: client.id, redirect_uri: redirectUri, code_challenge: challenge,
+    code_challenge_method: 'S256', state: 'e2e-state', scope: 'mcp:read mcp:tools', resource: `${base}/mcp`,
+  })) authorize.searchParams.set(k, v);
+  await page.goto(authorize.href);
+  await expect(page.locator('#consent-client')).toHaveText('E2E Agent');
+  await page.locator('#consent-allow').click();
+  await page.waitForURL((u) => u.href.startsWith(redirectUri));
+  const code = new URL(page.url()).searchParams.get('code');
+  const exchange = await fetch(`${base}/oauth/token`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: redirectUri, client_id: client.id, code_verifier: verifier, resource: `${base}/mcp` }),
+  });
+  const tokens = await exchange.json();
+  expect(exchange.status, JSON.stringify(tokens)).toBe(200);
+
+  await page.goto(`${base}/connect`);
+  await page.waitForLoadState('networkidle');
+  const agent = page.locator(`#consents-table tr[data-client="${client.id}"]`);
+  await expect(agent.locator('td.name')).toContainText('E2E Agent');
+  await expect(agent.locator('td.scopes')).toHaveText('mcp:read mcp:tools');
+  await agent.getByRole('button', { name: 'Revoke' }).click();
+  await expect(page.locator('#no-consents')).toBeVisible();
+  const refresh = await fetch(`${base}/oauth/token`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: client.id }),
+  });
+  expect(refresh.status).toBe(400);
+  expect((await refresh.json()).error).toBe('invalid_grant');
 });
 
 test("an admin's test sign-in shows what would happen and changes nothing", async ({ page }) => {
@@ -311,4 +385,8 @@ test('the audit log has the OIDC sign-ins and the refusals', async () => {
   expect(has('signin.failed', people.mallory.upn), summary).toBe(true);
   expect(has('signin.failed', people.alice.upn), summary).toBe(true);
   expect(has('signin.oidc', people.mallory.upn), summary).toBe(false);
+  expect(has('oauth.consent_revoked', people.carol.upn), summary).toBe(true);
+  expect(has('token.personal_created', people.carol.upn), summary).toBe(true);
+  // What carol's token and agent got is never in the audit log.
+  expect(JSON.stringify(items)).not.toMatch(/tgp_[A-Za-z0-9]{12}|tgr_[A-Za-z0-9]{12}/);
 });

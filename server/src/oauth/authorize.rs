@@ -383,8 +383,12 @@ fn same_origin(headers: &HeaderMap, issuer: &str) -> bool {
     {
         return false;
     }
+    let fetch_same_origin = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"same-origin");
     match headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        Some("null") => false,
+        // An opaque origin is only trusted when the browser vouches the request is same-origin.
+        Some("null") => fetch_same_origin,
         Some(origin) => {
             let host = headers
                 .get(header::HOST)
@@ -431,7 +435,7 @@ pub async fn consent_decision(
             &state,
             "oauth.consent_denied",
             &me.username,
-            "person",
+            ("person", Some(&me.id)),
             Some((&p.client_id, &p.client_name)),
             "the person denied the agent access".into(),
             AuditDecision::Deny,
@@ -478,7 +482,7 @@ async fn issue_code(state: &AppState, me: &DashboardUser, p: &Pending, asked: bo
         state,
         "oauth.authorized",
         &me.username,
-        "person",
+        ("person", Some(&me.id)),
         Some((&p.client_id, &p.client_name)),
         format!(
             "scopes {}; redirect {}; {}",

@@ -352,7 +352,7 @@ pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: B
         &state,
         "oauth.client_registered",
         &name,
-        "client",
+        ("client", None),
         Some((&client.id, &client.name)),
         format!("dynamic registration; redirect_uris {uris:?}; auth {method}"),
         AuditDecision::Allow,

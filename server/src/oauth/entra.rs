@@ -31,33 +31,29 @@ const DEFAULT_LOGIN_BASE: &str = "https://login.microsoftonline.com";
 /// The v1 token issuer host.
 const V1_ISSUER_BASE: &str = "https://sts.windows.net";
 
-/// Which Entra app-only tokens the gateway accepts (setting `entra-apps`).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
-#[serde(default)]
-pub struct EntraAppSettings {
-    /// Off: every Entra token is refused.
-    pub enabled: bool,
-    /// The directory (tenant) id, a GUID.
-    pub tenant_id: String,
-    /// Accepted `aud` values: the gateway's app id URI (e.g. `api://toolgate`) and/or its client
-    /// id GUID (v2 tokens carry the GUID).
-    pub audiences: Vec<String>,
-    /// An app role that must be in the token's `roles`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub required_role: Option<String>,
-    /// Override of the key-set URL (default
-    /// `https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jwks_url: Option<String>,
-    /// Override of the `https://login.microsoftonline.com` base of the v2 issuer and the default
-    /// key-set URL (tests, sovereign clouds).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub issuer_base: Option<String>,
+/// Which Entra app-only tokens the gateway accepts (setting `entra_apps`; the type is the
+/// domain's, shared with the dashboard).
+pub use toolgate_domain::model::EntraAppSettings;
+
+/// The rules of [`EntraAppSettings`]: validation and the URLs derived from them.
+pub trait EntraRules {
+    /// Checks the settings an admin submits; `Err` carries a message fit for the admin.
+    fn validate(&self) -> Result<(), String>;
+    /// Where the tenant's signing keys are fetched from.
+    fn jwks_url(&self) -> String;
+    /// The accepted issuers: v2 `https://login.microsoftonline.com/{tid}/v2.0` and v1
+    /// `https://sts.windows.net/{tid}/`.
+    fn issuers(&self) -> Vec<String>;
+    fn v2_issuer(&self) -> String;
+    fn v1_issuer(&self) -> String;
+    fn login_base(&self) -> &str;
+    /// Entra writes tenant ids in lower case in issuers and `tid`.
+    fn tenant(&self) -> String;
 }
 
-impl EntraAppSettings {
+impl EntraRules for EntraAppSettings {
     /// Checks the settings an admin submits; `Err` carries a message fit for the admin.
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String> {
         if (self.enabled || !self.tenant_id.is_empty()) && !is_guid(&self.tenant_id) {
             return Err("tenant_id must be the directory (tenant) id, a GUID".into());
         }
@@ -84,7 +80,7 @@ impl EntraAppSettings {
     }
 
     /// Where the tenant's signing keys are fetched from.
-    pub fn jwks_url(&self) -> String {
+    fn jwks_url(&self) -> String {
         match &self.jwks_url {
             Some(url) => url.clone(),
             None => format!(
@@ -97,7 +93,7 @@ impl EntraAppSettings {
 
     /// The accepted issuers: v2 `https://login.microsoftonline.com/{tid}/v2.0` and v1
     /// `https://sts.windows.net/{tid}/`.
-    pub fn issuers(&self) -> Vec<String> {
+    fn issuers(&self) -> Vec<String> {
         vec![self.v2_issuer(), self.v1_issuer()]
     }
 
@@ -122,31 +118,9 @@ impl EntraAppSettings {
     }
 }
 
-impl From<toolgate_domain::model::EntraAppSettings> for EntraAppSettings {
-    fn from(s: toolgate_domain::model::EntraAppSettings) -> Self {
-        // Destructured in full so a field added to one copy and not the other fails to compile.
-        let toolgate_domain::model::EntraAppSettings {
-            enabled,
-            tenant_id,
-            audiences,
-            required_role,
-            jwks_url,
-            issuer_base,
-        } = s;
-        Self {
-            enabled,
-            tenant_id,
-            audiences,
-            required_role,
-            jwks_url,
-            issuer_base,
-        }
-    }
-}
-
 /// Checks the settings the admin API receives (the domain model's copy of the same shape).
 pub fn validate_settings(s: &toolgate_domain::model::EntraAppSettings) -> Result<(), String> {
-    EntraAppSettings::from(s.clone()).validate()
+    s.validate()
 }
 
 /// `8-4-4-4-12` hex digits.

@@ -242,18 +242,20 @@ pub async fn authenticate(
     Err(Refused("invalid, revoked or expired token"))
 }
 
-/// Records an authorization-server event (consent, code exchange, refusal, registration).
+/// Records an authorization-server event (consent, code exchange, refusal, registration);
+/// `subject` is (subject kind, principal id).
 pub(crate) async fn audit(
     state: &AppState,
     kind: &str,
     who: &str,
-    subject_kind: &str,
+    subject: (&str, Option<&str>),
     client: Option<(&str, &str)>,
     detail: String,
     decision: AuditDecision,
 ) {
     let event = NewAuditEvent {
-        subject_kind: Some(subject_kind.into()),
+        subject_kind: Some(subject.0.into()),
+        principal_id: subject.1.map(str::to_string),
         decision,
         outcome: if decision == AuditDecision::Allow {
             Outcome::Ok

@@ -1331,3 +1331,166 @@ async fn the_flow_on_postgresql() {
     w.app.server.state.snapshot.publish().await.unwrap();
     assert_eq!(w.mcp_status(&access).await, 401);
 }
+
+/// An Entra-like signer: an RSA key, its JWKS served on 127.0.0.1, tokens shaped like Entra's.
+struct FakeEntra {
+    base: String,
+    key: jsonwebtoken::EncodingKey,
+}
+
+const TENANT: &str = "8f5a5d3c-0d6b-4f33-9c3e-2b1f0a7c9d11";
+const APP: &str = "11111111-2222-4333-8444-555555555555";
+
+async fn fake_entra() -> FakeEntra {
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use rsa::traits::PublicKeyParts;
+    let private = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+    let pem = private.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap();
+    let b64 =
+        |b: Vec<u8>| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
+    let jwks = json!({"keys": [{"kty": "RSA", "use": "sig", "kid": "k1",
+        "n": b64(private.n().to_bytes_be()), "e": b64(private.e().to_bytes_be())}]});
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/keys",
+        axum::routing::get(move || {
+            let j = jwks.clone();
+            async move { axum::Json(j) }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    FakeEntra {
+        base,
+        key: jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+    }
+}
+
+impl FakeEntra {
+    fn token(&self, change: impl FnOnce(&mut Value)) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = json!({
+            "iss": format!("{}/{TENANT}/v2.0", self.base), "aud": "api://toolgate",
+            "tid": TENANT, "azp": APP, "oid": "99999999-2222-4333-8444-555555555555",
+            "sub": "99999999-2222-4333-8444-555555555555", "idtyp": "app",
+            "roles": ["Toolgate.Agent"], "iat": now, "nbf": now - 10, "exp": now + 600,
+        });
+        change(&mut claims);
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("k1".into());
+        jsonwebtoken::encode(&header, &claims, &self.key).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn entra_app_only_tokens_act_as_their_registered_service_principal() {
+    let w = world().await;
+    let entra = fake_entra().await;
+    let settings = json!({"enabled": true, "tenant_id": TENANT, "audiences": ["api://toolgate"],
+        "required_role": "Toolgate.Agent", "jwks_url": format!("{}/keys", entra.base),
+        "issuer_base": entra.base});
+    let (s, b) = w
+        .app
+        .put("/api/v1/settings/entra-apps", settings.clone())
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let token = entra.token(|_| {});
+    assert_eq!(
+        w.mcp_status(&token).await,
+        401,
+        "no service principal is mapped to the app yet"
+    );
+    let (s, b) = w
+        .app
+        .post(
+            "/api/v1/service-principals",
+            json!({"name": "entra-bot", "owner": "ops@example.com", "groups": [w.group],
+                   "entra_app_id": APP}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let sp = b["client_id"].as_str().unwrap().to_string();
+    let client = w.app.mcp_client(&token).await;
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 2);
+    client
+        .call_tool(
+            CallToolRequestParams::new("up__echo")
+                .with_arguments(json!({"text": "from entra"}).as_object().unwrap().clone()),
+        )
+        .await
+        .unwrap();
+    client.cancel().await.unwrap();
+    let (_, page) = w.app.get("/api/v1/audit?kind=tool_call").await;
+    assert_eq!(page["items"][0]["principal_id"], sp.as_str());
+    assert_eq!(page["items"][0]["subject_kind"], "service_principal");
+    // Every rule refuses on its own.
+    let refused: Vec<(&str, Box<dyn FnOnce(&mut Value)>)> = vec![
+        (
+            "another audience",
+            Box::new(|c: &mut Value| c["aud"] = json!("api://other")),
+        ),
+        (
+            "another tenant",
+            Box::new(|c: &mut Value| c["tid"] = json!("00000000-0000-4000-8000-000000000000")),
+        ),
+        (
+            "an unregistered app",
+            Box::new(|c: &mut Value| c["azp"] = json!("00000000-0000-4000-8000-000000000001")),
+        ),
+        (
+            "no app role",
+            Box::new(|c: &mut Value| c["roles"] = json!([])),
+        ),
+        (
+            "a delegated token",
+            Box::new(|c: &mut Value| {
+                c["scp"] = json!("user_impersonation");
+                c["idtyp"] = json!("user");
+            }),
+        ),
+        (
+            "expired",
+            Box::new(|c: &mut Value| c["exp"] = json!(chrono::Utc::now().timestamp() - 3600)),
+        ),
+    ];
+    for (what, change) in refused {
+        assert_eq!(w.mcp_status(&entra.token(change)).await, 401, "{what}");
+    }
+    // Disabling the principal, or the whole feature, ends it.
+    let (s, _) = w
+        .app
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/service-principals/{sp}"),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(w.mcp_status(&token).await, 401);
+    let (s, _) = w
+        .app
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/service-principals/{sp}"),
+            Some(json!({"disabled": false})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(w.mcp_status(&token).await, 200);
+    let mut off = settings;
+    off["enabled"] = json!(false);
+    let (s, _) = w.app.put("/api/v1/settings/entra-apps", off).await;
+    assert_eq!(s, 200);
+    assert_eq!(w.mcp_status(&token).await, 401);
+    // Bad settings are refused and change nothing.
+    let (s, _) = w
+        .app
+        .put(
+            "/api/v1/settings/entra-apps",
+            json!({"enabled": true, "tenant_id": "nope", "audiences": []}),
+        )
+        .await;
+    assert_eq!(s, 422);
+}

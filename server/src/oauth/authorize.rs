@@ -274,17 +274,20 @@ async fn take_pending(session: &Session, id: &str, remove: bool) -> Option<Pendi
 
 /// The signed-in person for the agent authorization: a directory user, signed in through the
 /// OpenID Provider, still active.
-async fn signed_in_person(state: &AppState, session: &Session) -> Result<DashboardUser, Response> {
+async fn signed_in_person(
+    state: &AppState,
+    session: &Session,
+) -> Result<DashboardUser, Box<Response>> {
     let user: Option<DashboardUser> = session.get(SESSION_USER_KEY).await.ok().flatten();
     match user {
         Some(u) if u.source == SignInSource::Oidc => match state.store.get_user(&u.id).await {
             Ok(db) if db.active => Ok(u),
-            _ => Err(error_page("your account is disabled")),
+            _ => Err(Box::new(error_page("your account is disabled"))),
         },
-        Some(_) => Err(error_page(
+        Some(_) => Err(Box::new(error_page(
             "agents act for a person: sign out of the local administrator account and sign in with your organisation account",
-        )),
-        None => Err(error_page("you are not signed in")),
+        ))),
+        None => Err(Box::new(error_page("you are not signed in"))),
     }
 }
 
@@ -309,7 +312,7 @@ pub async fn consent_page(
     }
     let me = match signed_in_person(&state, &session).await {
         Ok(u) => u,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let wanted = Scopes::parse(&p.scopes).unwrap_or(Scopes::NONE);
     if let Ok(Some(given)) = state.store.consent(&me.id, &p.client_id).await
@@ -423,7 +426,7 @@ pub async fn consent_decision(
     }
     let me = match signed_in_person(&state, &session).await {
         Ok(u) => u,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let _ = take_pending(&session, &form.request, true).await;
     let now = state.store.clock().now().timestamp();

@@ -54,7 +54,7 @@ fn invalid_client(d: &str) -> Response {
 }
 
 /// Parses a form body; a parameter given twice is an error (RFC 6749 §3.2).
-fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, Response> {
+fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, Box<Response>> {
     let form_ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -63,17 +63,19 @@ fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String
                 .starts_with("application/x-www-form-urlencoded")
         });
     if !form_ct {
-        return Err(invalid_request(
+        return Err(Box::new(invalid_request(
             "the body must be application/x-www-form-urlencoded",
-        ));
+        )));
     }
     if body.len() > 64 * 1024 {
-        return Err(invalid_request("request too large"));
+        return Err(Box::new(invalid_request("request too large")));
     }
     let mut out = HashMap::new();
     for (k, v) in form_urlencoded::parse(body) {
         if out.insert(k.to_string(), v.into_owned()).is_some() {
-            return Err(invalid_request(&format!("{k} was given more than once")));
+            return Err(Box::new(invalid_request(&format!(
+                "{k} was given more than once"
+            ))));
         }
     }
     Ok(out)
@@ -99,13 +101,15 @@ fn pkce_matches(verifier: &str, challenge: &str) -> bool {
             == 0
 }
 
-fn check_resource(state: &AppState, form: &HashMap<String, String>) -> Result<(), Response> {
+fn check_resource(state: &AppState, form: &HashMap<String, String>) -> Result<(), Box<Response>> {
     match form.get("resource") {
-        Some(r) if r.trim_end_matches('/') != state.oauth.tokens.resource => Err(oauth_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_target",
-            "this server issues tokens only for its own MCP endpoint",
-        )),
+        Some(r) if r.trim_end_matches('/') != state.oauth.tokens.resource => {
+            Err(Box::new(oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_target",
+                "this server issues tokens only for its own MCP endpoint",
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -118,13 +122,13 @@ fn refusal_text(r: GrantRefusal) -> &'static str {
 pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let form = match parse_form(&headers, &body) {
         Ok(f) => f,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let Some(creds) = client_credentials(&headers, &form) else {
         return invalid_client("client authentication is missing or ambiguous");
     };
     if let Err(res) = check_resource(&state, &form) {
-        return res;
+        return *res;
     }
     match form.get("grant_type").map(String::as_str) {
         Some("authorization_code") => authorization_code(&state, &creds, &form).await,
@@ -445,7 +449,7 @@ async fn client_credentials_grant(
 pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let form = match parse_form(&headers, &body) {
         Ok(f) => f,
-        Err(res) => return res,
+        Err(res) => return *res,
     };
     let Some(creds) = client_credentials(&headers, &form) else {
         return invalid_client("client authentication is missing or ambiguous");
@@ -537,7 +541,7 @@ mod tests {
         // Shape rules of RFC 7636 §4.1: 43-128 unreserved characters.
         assert!(!pkce_matches("short", challenge));
         assert!(!pkce_matches(&"a".repeat(129), challenge));
-        assert!(!pkce_matches(&format!("{}!", &"a".repeat(43)), challenge));
+        assert!(!pkce_matches(&format!("{}!", "a".repeat(43)), challenge));
         // "plain" (verifier == challenge) never passes.
         assert!(!pkce_matches(challenge, challenge));
     }

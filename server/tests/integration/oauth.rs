@@ -1332,6 +1332,9 @@ async fn the_flow_on_postgresql() {
     assert_eq!(w.mcp_status(&access).await, 401);
 }
 
+/// A change to a token's claims.
+type ClaimChange = Box<dyn FnOnce(&mut Value)>;
+
 /// An Entra-like signer: an RSA key, its JWKS served on 127.0.0.1, tokens shaped like Entra's.
 struct FakeEntra {
     base: String,
@@ -1426,7 +1429,7 @@ async fn entra_app_only_tokens_act_as_their_registered_service_principal() {
     assert_eq!(page["items"][0]["principal_id"], sp.as_str());
     assert_eq!(page["items"][0]["subject_kind"], "service_principal");
     // Every rule refuses on its own.
-    let refused: Vec<(&str, Box<dyn FnOnce(&mut Value)>)> = vec![
+    let refused: Vec<(&str, ClaimChange)> = vec![
         (
             "another audience",
             Box::new(|c: &mut Value| c["aud"] = json!("api://other")),

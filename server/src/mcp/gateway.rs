@@ -248,7 +248,11 @@ impl ServerHandler for Gateway {
             principal_id: Some(who.user_id.clone()),
             subject_kind: Some(who.kind.as_str().into()),
             client_name: who.client_name.clone().or_else(|| meta.client_name.clone()),
-            client_id: Some(who.client_id.clone().unwrap_or_else(|| who.token_id.clone())),
+            client_id: Some(
+                who.client_id
+                    .clone()
+                    .unwrap_or_else(|| who.token_id.clone()),
+            ),
             session_id: meta.session_id.clone(),
             ip: meta.ip.clone(),
             user_agent: meta.user_agent.clone(),
@@ -886,7 +890,11 @@ impl Gateway {
             principal_id: Some(who.user_id.clone()),
             subject_kind: Some(who.kind.as_str().into()),
             client_name: who.client_name.clone().or_else(|| meta.client_name.clone()),
-            client_id: Some(who.client_id.clone().unwrap_or_else(|| who.token_id.clone())),
+            client_id: Some(
+                who.client_id
+                    .clone()
+                    .unwrap_or_else(|| who.token_id.clone()),
+            ),
             session_id: meta.session_id.clone(),
             ip: meta.ip.clone(),
             user_agent: meta.user_agent.clone(),

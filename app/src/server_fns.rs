@@ -347,6 +347,7 @@ pub async fn list_people() -> Result<Vec<toolgate_domain::model::PersonRow>, Ser
             .map(|(_, _, n)| n.clone())
             .collect();
         let tokens = ctx.store.list_user_tokens(&user.id).await.map_err(shown)?;
+        let consents = ctx.store.list_consents(&user.id).await.map_err(shown)?;
         let sessions = sessions
             .iter()
             .find(|(u, _)| *u == user.id)
@@ -357,6 +358,7 @@ pub async fn list_people() -> Result<Vec<toolgate_domain::model::PersonRow>, Ser
             groups,
             tokens,
             sessions,
+            consents,
         });
     }
     Ok(rows)
@@ -383,6 +385,26 @@ pub async fn set_person_active(user_id: String, active: bool) -> Result<(), Serv
         kind,
         true,
         format!("user {} ({})", user.user_name, user.id),
+    )
+    .await;
+    changed(&ctx).await;
+    Ok(())
+}
+
+/// Withdraws a person's consent to an agent (OAuth client): its tokens for them end at once.
+#[server(prefix = "/fn", endpoint = "revoke_person_consent")]
+pub async fn revoke_person_consent(user_id: String, client_id: String) -> Result<(), ServerFnError> {
+    let (admin, ctx) = require(Page::Users).await?;
+    ctx.store
+        .revoke_consent(&user_id, &client_id)
+        .await
+        .map_err(shown)?;
+    record(
+        &ctx,
+        &admin.username,
+        "admin.oauth.consent.revoke",
+        true,
+        format!("user {user_id}: consent to client {client_id} withdrawn"),
     )
     .await;
     changed(&ctx).await;

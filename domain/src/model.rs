@@ -582,6 +582,9 @@ pub struct PersonRow {
     pub tokens: Vec<ApiToken>,
     /// Live dashboard sessions.
     pub sessions: i64,
+    /// Agents (OAuth clients) the person has authorized.
+    #[serde(default)]
+    pub consents: Vec<Consent>,
 }
 
 /// One logged SCIM request.

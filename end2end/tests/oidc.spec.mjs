@@ -250,7 +250,7 @@ async function mcpInitialize(token) {
   return res.status;
 }
 
-test('carol, in no mapped group, signs in with role user and lands on Connect', async ({ page }) => {
+test('carol, in no mapped group, signs in with role user and lands on Connect', async ({ page, browser }) => {
   await ssoSignIn(page, people.carol);
   await expect(page).toHaveURL(`${base}/connect`);
   await expect(page.locator('span#role')).toHaveText('user');
@@ -300,6 +300,18 @@ test('carol, in no mapped group, signs in with role user and lands on Connect', 
   });
   const tokens = await exchange.json();
   expect(exchange.status, JSON.stringify(tokens)).toBe(200);
+
+  // An admin sees the agent on the Users page, in carol's row.
+  const adminContext = await browser.newContext();
+  const admin = await adminContext.newPage();
+  await admin.goto(`${base}/login`);
+  await admin.locator('input[name=username]').fill('root');
+  await admin.locator('input[name=password]').fill(ROOT_PASSWORD);
+  await admin.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await expect(admin).toHaveURL(`${base}/`);
+  await admin.goto(`${base}/users`);
+  await expect(admin.locator(`tr[data-user="${people.carol.upn}"] td.consents div[data-client="${client.id}"]`)).toContainText('E2E Agent');
+  await adminContext.close();
 
   await page.goto(`${base}/connect`);
   await page.waitForLoadState('networkidle');

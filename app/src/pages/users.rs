@@ -2,7 +2,9 @@
 //! and token revocation take effect at once everywhere.
 
 use super::{ErrorNote, action_error, error_text};
-use crate::server_fns::{EndSessions, RevokeToken, SetPersonActive, list_people};
+use crate::server_fns::{
+    EndSessions, RevokePersonConsent, RevokeToken, SetPersonActive, list_people,
+};
 use leptos::prelude::*;
 
 #[component]
@@ -10,12 +12,14 @@ pub fn UsersPage() -> impl IntoView {
     let set_active = ServerAction::<SetPersonActive>::new();
     let revoke = ServerAction::<RevokeToken>::new();
     let end = ServerAction::<EndSessions>::new();
+    let withdraw = ServerAction::<RevokePersonConsent>::new();
     let data = Resource::new(
         move || {
             (
                 set_active.version().get(),
                 revoke.version().get(),
                 end.version().get(),
+                withdraw.version().get(),
             )
         },
         |_| list_people(),
@@ -27,13 +31,14 @@ pub fn UsersPage() -> impl IntoView {
         <input type="search" id="user-search" placeholder="Search by name…" on:input=move |ev| set_filter.set(event_target_value(&ev)) />
         {action_error(set_active)}
         {action_error(revoke)}
+        {action_error(withdraw)}
         <Suspense fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
                     Ok(people) if people.is_empty() => view! { <p id="no-users">"No users yet."</p> }.into_any(),
                     Ok(people) => view! {
                         <table id="users-table">
-                            <thead><tr><th>"User"</th><th>"Status"</th><th>"Source"</th><th>"Groups"</th><th>"Tokens"</th><th>"Sessions"</th><th></th></tr></thead>
+                            <thead><tr><th>"User"</th><th>"Status"</th><th>"Source"</th><th>"Groups"</th><th>"Tokens"</th><th>"Agents"</th><th>"Sessions"</th><th></th></tr></thead>
                             <tbody>
                                 {people.into_iter().map(|p| {
                                     let haystack = format!("{} {}", p.user.user_name, p.user.display_name).to_lowercase();
@@ -55,6 +60,22 @@ pub fn UsersPage() -> impl IntoView {
                                                             <button type="submit" class="link">"revoke"</button>
                                                         </ActionForm>
                                                     </div>
+                                                }).collect_view()}
+                                            </td>
+                                            <td class="consents">
+                                                {p.consents.into_iter().map(|c| {
+                                                    let uid = p.user.id.clone();
+                                                    let client = c.client_id.clone();
+                                                    view! {
+                                                        <div class="consent" data-client=client>
+                                                            {c.client_name.clone()}
+                                                            <ActionForm action=withdraw attr:class="inline">
+                                                                <input type="hidden" name="user_id" value=uid />
+                                                                <input type="hidden" name="client_id" value=c.client_id.clone() />
+                                                                <button type="submit" class="link">"revoke"</button>
+                                                            </ActionForm>
+                                                        </div>
+                                                    }
                                                 }).collect_view()}
                                             </td>
                                             <td class="sessions">{p.sessions}

@@ -393,7 +393,10 @@ pub async fn set_person_active(user_id: String, active: bool) -> Result<(), Serv
 
 /// Withdraws a person's consent to an agent (OAuth client): its tokens for them end at once.
 #[server(prefix = "/fn", endpoint = "revoke_person_consent")]
-pub async fn revoke_person_consent(user_id: String, client_id: String) -> Result<(), ServerFnError> {
+pub async fn revoke_person_consent(
+    user_id: String,
+    client_id: String,
+) -> Result<(), ServerFnError> {
     let (admin, ctx) = require(Page::Users).await?;
     ctx.store
         .revoke_consent(&user_id, &client_id)

@@ -41,6 +41,14 @@ fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
     res
 }
 
+fn server_error() -> Response {
+    oauth_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "try again",
+    )
+}
+
 fn invalid_request(d: &str) -> Response {
     oauth_error(StatusCode::BAD_REQUEST, "invalid_request", d)
 }
@@ -159,15 +167,11 @@ async fn authorization_code(
         Ok(Ok(c)) => c,
         Ok(Err(r)) => {
             if r == GrantRefusal::Replayed {
-                publish(state).await;
-                super::audit(
+                replay_detected(
                     state,
+                    &client,
                     "oauth.code_replayed",
-                    &client.client.name,
-                    ("client", None),
-                    Some((&client.client.id, &client.client.name)),
-                    "an authorization code was presented twice; its tokens are revoked".into(),
-                    AuditDecision::Deny,
+                    "an authorization code was presented twice; its tokens are revoked",
                 )
                 .await;
             }
@@ -175,11 +179,7 @@ async fn authorization_code(
         }
         Err(e) => {
             tracing::error!(error = %e, "code lookup failed");
-            return oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "try again",
-            );
+            return server_error();
         }
     };
     let problem = if found.client_id != client.client.id {
@@ -224,11 +224,7 @@ async fn authorization_code(
         }
         Err(e) => {
             tracing::error!(error = %e, "code exchange failed");
-            return oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "try again",
-            );
+            return server_error();
         }
     };
     // The new grant must be in the snapshot (on every replica) before the token is used.
@@ -278,15 +274,11 @@ async fn refresh(
         Ok(Ok(i)) => i,
         Ok(Err(r)) => {
             if r == GrantRefusal::Replayed {
-                publish(state).await;
-                super::audit(
+                replay_detected(
                     state,
+                    &client,
                     "oauth.refresh_reused",
-                    &client.client.name,
-                    ("client", None),
-                    Some((&client.client.id, &client.client.name)),
-                    "a used refresh token was presented again; the whole grant is revoked".into(),
-                    AuditDecision::Deny,
+                    "a used refresh token was presented again; the whole grant is revoked",
                 )
                 .await;
             }
@@ -294,11 +286,7 @@ async fn refresh(
         }
         Err(e) => {
             tracing::error!(error = %e, "refresh failed");
-            return oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "try again",
-            );
+            return server_error();
         }
     };
     if issued.grant.resource != state.oauth.tokens.resource {
@@ -374,11 +362,7 @@ async fn client_credentials_grant(
         }
         Err(e) => {
             tracing::error!(error = %e, "secret check failed");
-            return oauth_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "try again",
-            );
+            return server_error();
         }
     };
     let scopes = match form.get("scope") {
@@ -515,6 +499,27 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
         .await;
     }
     no_store(StatusCode::OK.into_response())
+}
+
+/// A code or refresh token came back a second time: its grant is revoked already; every replica
+/// must drop it now, and the attempt is audited.
+async fn replay_detected(
+    state: &AppState,
+    client: &toolgate_domain::store::ClientRecord,
+    kind: &str,
+    detail: &str,
+) {
+    publish(state).await;
+    super::audit(
+        state,
+        kind,
+        &client.client.name,
+        ("client", None),
+        Some((&client.client.id, &client.client.name)),
+        detail.into(),
+        AuditDecision::Deny,
+    )
+    .await;
 }
 
 /// Rebuilds the snapshot (and tells the other replicas).

@@ -116,6 +116,8 @@ pub struct Snapshot {
     service_principals: FastMap<String, SnapSp>,
     /// Entra application id (lower case) -> service principal id.
     entra_apps: FastMap<String, String>,
+    /// Which Entra app-only tokens are accepted.
+    entra_settings: Arc<crate::model::EntraAppSettings>,
 }
 
 /// DLP settings with their compiled scanner.
@@ -188,6 +190,10 @@ impl Snapshot {
         let tokens = store.active_personal_tokens().await?;
         let oauth_grants = store.live_grants().await?;
         let sps = store.snapshot_service_principals().await?;
+        let entra_settings: crate::model::EntraAppSettings = store
+            .setting(crate::store::setting_keys::ENTRA_APPS)
+            .await?
+            .unwrap_or_default();
         let dlp_settings: DlpSettings = store
             .setting(crate::store::setting_keys::DLP)
             .await?
@@ -229,6 +235,7 @@ impl Snapshot {
             .map(|g| (g.grant_id.clone(), g))
             .collect();
         snap.set_service_principals(sps);
+        snap.entra_settings = Arc::new(entra_settings);
         Ok(snap)
     }
 
@@ -339,6 +346,7 @@ impl Snapshot {
             oauth_grants: FastMap::default(),
             service_principals: FastMap::default(),
             entra_apps: FastMap::default(),
+            entra_settings: Arc::default(),
         }
     }
 
@@ -458,6 +466,11 @@ impl Snapshot {
             client_id: Some(sp_id.to_string()),
             client_name: Some(sp.name.clone()),
         })
+    }
+
+    /// The Entra app-only token settings this snapshot was built with.
+    pub fn entra_settings(&self) -> &Arc<crate::model::EntraAppSettings> {
+        &self.entra_settings
     }
 
     /// The service principal an Entra application acts as.

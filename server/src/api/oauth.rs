@@ -450,5 +450,6 @@ pub(super) async fn put_entra(
         serde_json::to_value(&body).ok(),
     )
     .await;
+    changed(&state).await;
     Ok(ApiJson(body))
 }

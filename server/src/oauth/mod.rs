@@ -54,28 +54,23 @@ impl OAuthRuntime {
         &self.tokens.issuer
     }
 
-    /// The Entra validator for the current settings (`None` when switched off).
-    async fn entra(&self, state: &AppState) -> Option<Arc<entra::EntraValidator>> {
-        let settings: entra::EntraAppSettings = state
-            .store
-            .setting(toolgate_domain::store::setting_keys::ENTRA_APPS)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+    /// The Entra validator for the snapshot's settings (`None` when switched off); rebuilt
+    /// when the settings change (they travel with the snapshot: no database read per call).
+    async fn entra(&self, snap: &Snapshot) -> Option<Arc<entra::EntraValidator>> {
+        let settings = snap.entra_settings();
         if !settings.enabled {
             return None;
         }
         if let Some((s, v)) = self.entra.read().await.as_ref()
-            && *s == settings
+            && s == settings.as_ref()
         {
             return Some(v.clone());
         }
         let v = Arc::new(entra::EntraValidator::new(
-            settings.clone(),
+            settings.as_ref().clone(),
             self.http.clone(),
         ));
-        *self.entra.write().await = Some((settings, v.clone()));
+        *self.entra.write().await = Some((settings.as_ref().clone(), v.clone()));
         Some(v)
     }
 }
@@ -192,7 +187,7 @@ pub async fn authenticate(
                 }
             }
         } else if entra::looks_like_entra_token(token) {
-            let Some(validator) = state.oauth.entra(state).await else {
+            let Some(validator) = state.oauth.entra(&state.snapshot.get()).await else {
                 return Err(Refused("Entra application tokens are not accepted here"));
             };
             let app = validator

@@ -31,6 +31,22 @@ pub async fn run(store: Store, every: Duration, retention_days: u32) {
             return;
         }
         once(&store, retention_days).await;
+        housekeeping(&store).await;
+    }
+}
+
+/// Drops what has no use any more: expired dashboard sessions, old authorization codes and
+/// refresh tokens of ended grants (the audit log keeps the history).
+async fn housekeeping(store: &Store) {
+    match store.delete_expired_sessions().await {
+        Ok(n) if n > 0 => tracing::debug!(sessions = n, "expired sessions removed"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "removing expired sessions failed"),
+    }
+    match store.purge_oauth_leftovers().await {
+        Ok(n) if n > 0 => tracing::debug!(rows = n, "used codes and dead refresh tokens removed"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "OAuth housekeeping failed"),
     }
 }
 

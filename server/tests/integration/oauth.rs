@@ -666,6 +666,16 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_family() {
     assert_eq!(w.mcp_status(&access2).await, 401);
     let (_, page) = w.app.get("/api/v1/audit?kind=oauth.refresh_reused").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    // Housekeeping drops the dead family's refresh tokens (both of them).
+    let purged = w
+        .app
+        .server
+        .state
+        .store
+        .purge_oauth_leftovers()
+        .await
+        .unwrap();
+    assert_eq!(purged, 2);
     // Another client cannot use someone else's refresh token.
     let (_, refresh3) = w.sign_in().await;
     let (s, b) = w

@@ -45,6 +45,26 @@ pub async fn spawn_app_postgres() -> TestApp {
     spawn_app_on(dir, url).await
 }
 
+/// Two replicas on one isolated PostgreSQL schema, sharing a master key and the public URL (A's)
+/// as a deployment behind a load balancer does. Reach B itself at `http://{b.server.addr}`.
+pub async fn spawn_replicas_postgres() -> (TestApp, TestApp) {
+    let url = toolgate_domain::store::isolated_postgres_url(&postgres_base_url())
+        .await
+        .expect("pg schema");
+    let key = toolgate_domain::crypto::MasterKey::generate().to_base64();
+    let a = spawn_app_configured(tempfile::tempdir().expect("tempdir"), url.clone(), |c| {
+        c.master_key = Some(key.clone())
+    })
+    .await;
+    let public = a.base.clone();
+    let b = spawn_app_configured(tempfile::tempdir().expect("tempdir"), url, |c| {
+        c.master_key = Some(key.clone());
+        c.public_url = Some(public);
+    })
+    .await;
+    (a, b)
+}
+
 /// The app on SQLite with a configuration change.
 pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");

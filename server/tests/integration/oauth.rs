@@ -1507,3 +1507,116 @@ async fn entra_app_only_tokens_act_as_their_registered_service_principal() {
         .await;
     assert_eq!(s, 422);
 }
+
+/// Polls `check` for up to a second; true once it holds.
+async fn within_a_second(mut check: impl AsyncFnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        if check().await {
+            return true;
+        }
+        if std::time::Instant::now() > until {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn replicas_share_grants_and_revocations_within_a_second() {
+    if skip_postgres() {
+        return;
+    }
+    let (a, b) = spawn_replicas_postgres().await;
+    let w = world_on(a).await;
+    // B answers for the same public URL; the test reaches it directly.
+    let b_url = format!("http://{}", b.server.addr);
+    // Signed in through replica A, used on replica B.
+    let (access, refresh) = w.sign_in().await;
+    let on_b = |token: String| {
+        let b = &b;
+        async move {
+            b.http
+                .post(format!("http://{}/mcp", b.server.addr))
+                .bearer_auth(token)
+                .header("accept", "application/json, text/event-stream")
+                .json(&initialize())
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(on_b(access.clone()).await, 200);
+    // Refreshed on B (the same database), used on A.
+    let res = b
+        .http
+        .post(format!("{b_url}/oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(encode(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+            ("client_id", w.client_id.as_str()),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let fresh: Value = res.json().await.unwrap();
+    let access2 = fresh["access_token"].as_str().unwrap().to_string();
+    assert_eq!(w.mcp_status(&access2).await, 200);
+    // Consent withdrawn on A: B refuses within a second.
+    let id: String = form_urlencoded::byte_serialize(w.client_id.as_bytes()).collect();
+    let (s, _) = w
+        .app
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/users/{}/consents/{id}", w.alice),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    assert!(
+        within_a_second(async || on_b(access2.clone()).await == 401).await,
+        "replica B still accepted a revoked grant after 1 s"
+    );
+    // A service principal created on A gets a token on B, which A accepts.
+    let (s, created) = w
+        .app
+        .post(
+            "/api/v1/service-principals",
+            json!({"name": "replica-bot", "owner": "ops", "groups": [w.group]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{created}");
+    let res = b
+        .http
+        .post(format!("{b_url}/oauth/token"))
+        .basic_auth(
+            created["client_id"].as_str().unwrap(),
+            created["client_secret"].as_str(),
+        )
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .unwrap();
+    let s = res.status().as_u16();
+    let t: Value = res.json().await.unwrap();
+    assert_eq!(s, 200, "{t}");
+    let sp_token = t["access_token"].as_str().unwrap().to_string();
+    assert_eq!(w.mcp_status(&sp_token).await, 200);
+    // Disabled on A: B refuses within a second.
+    let sp = created["client_id"].as_str().unwrap();
+    let (s, _) = w
+        .app
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/service-principals/{sp}"),
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(within_a_second(async || on_b(sp_token.clone()).await == 401).await);
+}

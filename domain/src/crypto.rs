@@ -147,8 +147,22 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// At most this many argon2 computations at once (each takes ~19 MiB and a core for tens of
+/// milliseconds): a burst of sign-ins or token requests queues instead of exhausting memory.
+fn argon2_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores.max(2))
+    })
+}
+
 /// argon2id hash (PHC string) of a password, computed on the blocking pool.
 pub async fn hash_password(password: String) -> Result<String> {
+    let _permit = argon2_permits()
+        .acquire()
+        .await
+        .map_err(|e| Error::Internal(format!("argon2 limiter closed: {e}")))?;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
@@ -162,6 +176,9 @@ pub async fn hash_password(password: String) -> Result<String> {
 /// Checks a password against a stored PHC string on the blocking pool. A malformed stored hash
 /// counts as a mismatch (fail closed).
 pub async fn verify_password(password: String, phc: String) -> bool {
+    let Ok(_permit) = argon2_permits().acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&phc)
             .map(|h| {

@@ -713,6 +713,17 @@ impl Scopes {
         }
     }
 
+    /// A requested scope string as RFC 6749 §3.3 lets a server treat it: the scopes it knows
+    /// are kept, others (`offline_access`, `openid`, …) are ignored; nothing known means the
+    /// default, every scope.
+    pub fn requested(text: &str) -> Scopes {
+        let known = text
+            .split(' ')
+            .filter_map(|s| Self::parse(s).ok())
+            .fold(Scopes::NONE, Scopes::union);
+        if known.is_empty() { Scopes::ALL } else { known }
+    }
+
     /// Scopes from a list of names (e.g. an API field).
     pub fn from_names<S: AsRef<str>>(names: &[S]) -> Result<Scopes, String> {
         let joined: Vec<&str> = names.iter().map(AsRef::as_ref).collect();

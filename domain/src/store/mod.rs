@@ -34,7 +34,7 @@ pub use directory::{
 };
 pub use oauth::{
     AuthCode, ClientRecord, GrantInfo, GrantRefusal, Issued, NewOAuthClient, is_loopback_redirect,
-    redirect_host, validate_redirect_uri,
+    redirect_host, redirect_matches, validate_redirect_uri,
 };
 pub use policies::{PolicyChange, PolicyRow};
 pub use service_principals::{

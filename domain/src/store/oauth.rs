@@ -58,6 +58,12 @@ pub enum GrantRefusal {
     Revoked,
     /// Presented by another client than the one it was issued to.
     WrongClient,
+    /// A refresh asked for scopes the grant does not have.
+    ScopeNotGranted,
+    /// A refresh named another resource than the grant's.
+    WrongResource,
+    /// The person is disabled or withdrew consent since the code was issued.
+    NoLongerAuthorized,
 }
 
 impl GrantRefusal {
@@ -68,6 +74,9 @@ impl GrantRefusal {
             Self::Replayed => "the grant was already used; every token issued from it is revoked",
             Self::Revoked => "the grant was revoked",
             Self::WrongClient => "the grant was issued to another client",
+            Self::ScopeNotGranted => "a refresh may only narrow the granted scopes",
+            Self::WrongResource => "the grant is for another resource",
+            Self::NoLongerAuthorized => "the person is disabled or withdrew consent",
         }
     }
 }
@@ -309,7 +318,8 @@ impl Store {
         Ok(row.map(|(s,)| Scopes::parse(&s).unwrap_or(Scopes::NONE)))
     }
 
-    /// Records (or widens) a person's consent to a client.
+    /// Records (or widens) a person's consent to a client (two concurrent approvals both
+    /// succeed).
     pub async fn record_consent(
         &self,
         user_id: &str,
@@ -317,41 +327,22 @@ impl Store {
         scopes: Scopes,
     ) -> Result<()> {
         let now = self.now_ms();
+        let existing = self
+            .consent(user_id, client_id)
+            .await?
+            .unwrap_or(Scopes::NONE);
         let mut tx = self.write_tx().await?;
-        let existing: Option<(String,)> = sqlx::query_as(
-            "SELECT scopes FROM oauth_consents WHERE user_id = $1 AND client_id = $2",
+        sqlx::query(
+            "INSERT INTO oauth_consents (user_id, client_id, scopes, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = $3, updated_at = $4",
         )
         .bind(user_id)
         .bind(client_id)
-        .fetch_optional(&mut *tx)
+        .bind(existing.union(scopes).to_string())
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
-        match existing {
-            Some((old,)) => {
-                let all = Scopes::parse(&old).unwrap_or(Scopes::NONE).union(scopes);
-                sqlx::query(
-                    "UPDATE oauth_consents SET scopes = $1, updated_at = $2
-                     WHERE user_id = $3 AND client_id = $4",
-                )
-                .bind(all.to_string())
-                .bind(now)
-                .bind(user_id)
-                .bind(client_id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            None => {
-                sqlx::query(
-                    "INSERT INTO oauth_consents (user_id, client_id, scopes, created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $4)",
-                )
-                .bind(user_id)
-                .bind(client_id)
-                .bind(scopes.to_string())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
         tx.commit().await?;
         Ok(())
     }
@@ -559,6 +550,19 @@ impl Store {
                 .await?;
             return Ok(Err(GrantRefusal::Replayed));
         }
+        // Withdrawn consent or a disabled person since the code was issued: nothing is granted.
+        let still: Option<(i64,)> = sqlx::query_as(
+            "SELECT 1 FROM users u JOIN oauth_consents c ON c.user_id = u.id
+             WHERE u.id = $1 AND u.active = 1 AND c.client_id = $2",
+        )
+        .bind(&found.user_id)
+        .bind(&found.client_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if still.is_none() {
+            tx.commit().await?;
+            return Ok(Err(GrantRefusal::NoLongerAuthorized));
+        }
         sqlx::query(
             "INSERT INTO oauth_grants (id, user_id, client_id, scopes, resource, created_at, last_used_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6)",
@@ -594,10 +598,15 @@ impl Store {
 
     /// Rotates a refresh token: the presented one is used up and a new one issued in the same
     /// grant. A refresh token presented a second time revokes the whole grant (reuse detection).
+    ///
+    /// `narrow` (scopes asked for) and `resource` are checked before the token is used up, so a
+    /// refused request leaves it valid.
     pub async fn rotate_refresh_token(
         &self,
         token: &str,
         client_id: &str,
+        resource: &str,
+        narrow: Option<Scopes>,
         refresh_expires_at: i64,
     ) -> Result<std::result::Result<Issued, GrantRefusal>> {
         type Row = (
@@ -631,7 +640,7 @@ impl Store {
             user_id,
             grant_client,
             scopes,
-            resource,
+            grant_resource,
             revoked_at,
             name,
         )) = row
@@ -660,6 +669,15 @@ impl Store {
         if expires_at <= now {
             return Ok(Err(GrantRefusal::Expired));
         }
+        if grant_resource != resource {
+            return Ok(Err(GrantRefusal::WrongResource));
+        }
+        let granted = Scopes::parse(&scopes).unwrap_or(Scopes::NONE);
+        let scopes = match narrow {
+            Some(n) if !granted.contains(n) => return Ok(Err(GrantRefusal::ScopeNotGranted)),
+            Some(n) => n,
+            None => granted,
+        };
         let done = sqlx::query(
             "UPDATE oauth_refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
         )
@@ -668,6 +686,16 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
+            // Used by a concurrent request a moment ago: the same reuse, the same answer.
+            revoke_grants_where(
+                &mut tx,
+                "id = $3",
+                now,
+                "refresh token reused",
+                &[&grant_id],
+            )
+            .await?;
+            tx.commit().await?;
             return Ok(Err(GrantRefusal::Replayed));
         }
         let refresh_token =
@@ -689,8 +717,8 @@ impl Store {
                 user_id,
                 client_name: name.unwrap_or_else(|| grant_client.clone()),
                 client_id: grant_client,
-                scopes: Scopes::parse(&scopes).unwrap_or(Scopes::NONE),
-                resource,
+                scopes,
+                resource: grant_resource,
             },
             refresh_token,
         }))
@@ -840,6 +868,28 @@ pub fn validate_redirect_uri(uri: &str) -> Result<(), String> {
 
 fn is_loopback_host(host: &str) -> bool {
     matches!(host, "127.0.0.1" | "[::1]" | "::1" | "localhost")
+}
+
+/// Whether a requested redirect URI matches a registered one: exactly, except that a loopback
+/// IP redirect registered without a port accepts any port (RFC 8252 §7.3, OAuth 2.1 §8.4.2:
+/// native apps get an ephemeral port). A registered port must match exactly.
+pub fn redirect_matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    let (Ok(reg), Ok(req)) = (url::Url::parse(registered), url::Url::parse(requested)) else {
+        return false;
+    };
+    reg.scheme() == "http"
+        && req.scheme() == "http"
+        && reg.port().is_none()
+        && matches!(reg.host_str(), Some("127.0.0.1" | "[::1]"))
+        && reg.host_str() == req.host_str()
+        && reg.path() == req.path()
+        && reg.query() == req.query()
+        && req.fragment().is_none()
+        && req.username().is_empty()
+        && req.password().is_none()
 }
 
 /// Whether a redirect URI goes back to this machine (consent warns when every one does).

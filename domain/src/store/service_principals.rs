@@ -143,7 +143,8 @@ impl Store {
             "a service principal with this name or Entra application already exists".to_string()
         })?;
         set_groups(&mut tx, &id, &new.groups).await?;
-        insert_secret(&mut tx, &id, &phc, &secret, now, new.expires_at).await?;
+        // The principal's own expiry is checked on every use; its secrets expire by rotation.
+        insert_secret(&mut tx, &id, &phc, &secret, now, None).await?;
         tx.commit().await?;
         Ok((self.service_principal(&id).await?, secret))
     }

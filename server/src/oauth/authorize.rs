@@ -12,8 +12,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use toolgate_app::auth::{DashboardUser, SESSION_USER_KEY, SignInSource};
+use toolgate_domain::model::OAuthClientKind;
 use toolgate_domain::model::{AuditDecision, Scopes};
 use toolgate_domain::store::AuthCode;
+use toolgate_domain::store::redirect_matches;
 use tower_sessions::Session;
 
 /// Session key of the authorization requests waiting for sign-in or consent.
@@ -150,13 +152,22 @@ pub async fn authorize(
         .client
         .redirect_uris
         .iter()
-        .any(|u| u == redirect_uri)
+        .any(|u| redirect_matches(u, redirect_uri))
     {
         return error_page("redirect_uri is not registered for this client");
     }
-    // From here on the redirect URI is trusted: errors go back to the client.
+    // From here on the redirect URI is verified: errors go back to an admin-registered client.
+    // Self-registered clients (DCR, CIMD) get them as a page, so the endpoint cannot serve as an
+    // open redirector to whatever URI someone registered (RFC 9700 §4.11.2).
     let st = params.get("state").map(String::as_str);
-    let fail = |code: &str, d: &str| redirect_error(&issuer, redirect_uri, st, code, d);
+    let trusted = client.client.kind == OAuthClientKind::Preregistered;
+    let fail = |code: &str, d: &str| {
+        if trusted {
+            redirect_error(&issuer, redirect_uri, st, code, d)
+        } else {
+            error_page(&format!("{code}: {d}"))
+        }
+    };
     if params.get("response_type").map(String::as_str) != Some("code") {
         return fail(
             "unsupported_response_type",
@@ -197,14 +208,8 @@ pub async fn authorize(
             "this server issues tokens only for its own MCP endpoint",
         );
     }
-    let scopes = match params.get("scope").map(String::as_str) {
-        None | Some("") => Scopes::ALL,
-        Some(s) => match Scopes::parse(s) {
-            Ok(sc) if !sc.is_empty() => sc,
-            Ok(_) => Scopes::ALL,
-            Err(e) => return fail("invalid_scope", &e),
-        },
-    };
+    // Scopes Toolgate does not know (offline_access, openid, …) are ignored (RFC 6749 §3.3).
+    let scopes = Scopes::requested(params.get("scope").map(String::as_str).unwrap_or(""));
     let now = state.store.clock().now().timestamp();
     let id = random_id();
     let pending = Pending {
@@ -321,11 +326,8 @@ pub async fn consent_page(
         let _ = take_pending(&session, &q.request, true).await;
         return issue_code(&state, &me, &p, false).await;
     }
-    let hosts: Vec<String> = {
-        let mut h: Vec<String> = p.redirect_uris.iter().map(|u| redirect_host(u)).collect();
-        h.dedup();
-        h
-    };
+    // Where this request's answer goes (not every host the client registered).
+    let host = redirect_host(&p.redirect_uri);
     let all_loopback = p.redirect_uris.iter().all(|u| is_loopback_redirect(u));
     let warning = if all_loopback {
         "<p id=\"consent-localhost-warning\" class=\"warning\">Every address this client returns to \
@@ -363,7 +365,7 @@ pub async fn consent_page(
          </form>",
         name = esc(&p.client_name),
         user = esc(&me.username),
-        host = esc(&hosts.join(", ")),
+        host = esc(&host),
         client_id = esc(&p.client_id),
         req = esc(&q.request),
         csrf = esc(&p.csrf),

@@ -90,15 +90,20 @@ pub async fn resolve_client(state: &AppState, client_id: &str) -> Result<ClientR
     let Some(rec) = stored else {
         return Err("unknown client".into());
     };
-    let allowed = match rec.client.kind {
-        OAuthClientKind::Preregistered => settings.preregistered_enabled,
-        OAuthClientKind::Dcr => settings.dcr_enabled,
-        OAuthClientKind::Cimd => settings.cimd_enabled,
-    };
-    if !allowed {
+    if !kind_allowed(&rec, &settings) {
         return Err("clients of this kind are switched off by an administrator".into());
     }
     Ok(rec)
+}
+
+/// Whether the admin switches let this client in: its kind's switch, and a CIMD client (stored
+/// from an earlier fetch) only while its URL is still one the current rules would fetch.
+fn kind_allowed(rec: &ClientRecord, settings: &OAuthSettings) -> bool {
+    match rec.client.kind {
+        OAuthClientKind::Preregistered => settings.preregistered_enabled,
+        OAuthClientKind::Dcr => settings.dcr_enabled,
+        OAuthClientKind::Cimd => settings.cimd_enabled && is_cimd_id(&rec.client.id, settings),
+    }
 }
 
 /// Client authentication at the token and revocation endpoints: HTTP Basic, or `client_id`
@@ -167,6 +172,14 @@ pub async fn authenticate_client(
         .ok_or("unknown client")?;
     if rec.client.disabled {
         return Err("the client is disabled");
+    }
+    let settings = state
+        .store
+        .oauth_settings()
+        .await
+        .map_err(|_| "settings unavailable")?;
+    if !kind_allowed(&rec, &settings) {
+        return Err("clients of this kind are switched off");
     }
     match (&rec.secret_hash, &creds.secret) {
         (Some(phc), Some(secret)) => {
@@ -293,11 +306,11 @@ pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: B
     if responses.iter().any(|r| r != "code") {
         return bad("response_types may contain code only");
     }
-    if let Some(scope) = &req.scope
-        && let Err(e) = Scopes::parse(scope)
-    {
-        return registration_error(StatusCode::BAD_REQUEST, "invalid_client_metadata", &e);
-    }
+    // Scopes the gateway does not know are ignored (RFC 7591 §2: the server may replace them).
+    let scope = req
+        .scope
+        .as_deref()
+        .map(|s| Scopes::requested(s).to_string());
     let name = match validate_client_name(req.client_name.as_deref().unwrap_or("Unnamed client")) {
         Ok(n) => n,
         Err(e) => return bad(&e),
@@ -372,7 +385,7 @@ pub async fn register(State(state): State<AppState>, headers: HeaderMap, body: B
             map.insert("client_secret".into(), json!(s));
             map.insert("client_secret_expires_at".into(), json!(0));
         }
-        if let Some(scope) = req.scope {
+        if let Some(scope) = scope {
             map.insert("scope".into(), json!(scope));
         }
         if let Some(u) = req.client_uri {

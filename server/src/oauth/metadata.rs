@@ -29,7 +29,10 @@ pub async fn protected_resource(State(state): State<AppState>) -> Response {
 }
 
 /// The authorization server's metadata document.
-pub fn authorization_server_document(issuer: &str, dcr_enabled: bool) -> Value {
+pub fn authorization_server_document(
+    issuer: &str,
+    settings: &toolgate_domain::model::OAuthSettings,
+) -> Value {
     let auth_methods = ["none", "client_secret_basic", "client_secret_post"];
     let mut doc = json!({
         "issuer": issuer,
@@ -43,11 +46,13 @@ pub fn authorization_server_document(issuer: &str, dcr_enabled: bool) -> Value {
         "token_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "code_challenge_methods_supported": ["S256"],
-        "client_id_metadata_document_supported": true,
+        "client_id_metadata_document_supported": settings.cimd_enabled,
         "authorization_response_iss_parameter_supported": true,
         "service_documentation": format!("{issuer}/connect"),
     });
-    if dcr_enabled && let Some(map) = doc.as_object_mut() {
+    if settings.dcr_enabled
+        && let Some(map) = doc.as_object_mut()
+    {
         map.insert(
             "registration_endpoint".into(),
             Value::String(format!("{issuer}/oauth/register")),
@@ -57,13 +62,19 @@ pub fn authorization_server_document(issuer: &str, dcr_enabled: bool) -> Value {
 }
 
 pub async fn authorization_server(State(state): State<AppState>) -> Response {
-    let dcr = state
-        .store
-        .oauth_settings()
-        .await
-        .map(|s| s.dcr_enabled)
-        .unwrap_or(false);
-    cacheable(authorization_server_document(state.oauth.issuer(), dcr))
+    let settings = match state.store.oauth_settings().await {
+        Ok(s) => s,
+        // Unknown switches: advertise neither self-registration path (fail closed).
+        Err(_) => toolgate_domain::model::OAuthSettings {
+            cimd_enabled: false,
+            dcr_enabled: false,
+            ..Default::default()
+        },
+    };
+    cacheable(authorization_server_document(
+        state.oauth.issuer(),
+        &settings,
+    ))
 }
 
 fn cacheable(doc: Value) -> Response {

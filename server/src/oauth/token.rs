@@ -156,9 +156,9 @@ async fn authorization_code(
     creds: &ClientCredentials,
     form: &HashMap<String, String>,
 ) -> Response {
-    let client = match authenticate_client(state, creds).await {
+    let client = match authenticated(state, creds).await {
         Ok(c) => c,
-        Err(e) => return invalid_client(e),
+        Err(res) => return *res,
     };
     let Some(code) = form.get("code") else {
         return invalid_request("code is missing");
@@ -202,6 +202,16 @@ async fn authorization_code(
     if let Some(p) = problem {
         // A failed attempt uses the code up: it cannot be tried again with other guesses.
         let _ = state.store.burn_code(code).await;
+        super::audit(
+            state,
+            "oauth.code_refused",
+            &client.client.name,
+            ("client", None),
+            Some((&client.client.id, &client.client.name)),
+            p.to_string(),
+            AuditDecision::Deny,
+        )
+        .await;
         return invalid_grant(p);
     }
     let days = state
@@ -256,9 +266,9 @@ async fn refresh(
     creds: &ClientCredentials,
     form: &HashMap<String, String>,
 ) -> Response {
-    let client = match authenticate_client(state, creds).await {
+    let client = match authenticated(state, creds).await {
         Ok(c) => c,
-        Err(e) => return invalid_client(e),
+        Err(res) => return *res,
     };
     let Some(token) = form.get("refresh_token") else {
         return invalid_request("refresh_token is missing");
@@ -266,12 +276,27 @@ async fn refresh(
     let settings = state.store.oauth_settings().await.unwrap_or_default();
     let refresh_expires = state.store.clock().now().timestamp_millis()
         + i64::from(settings.refresh_token_days) * 86_400_000;
+    // Asked-for scopes narrow the grant; unknown names are ignored (RFC 6749 §6 and §3.3).
+    let narrow = form.get("scope").map(|s| Scopes::requested(s));
     let issued = match state
         .store
-        .rotate_refresh_token(token, &client.client.id, refresh_expires)
+        .rotate_refresh_token(
+            token,
+            &client.client.id,
+            &state.oauth.tokens.resource,
+            narrow,
+            refresh_expires,
+        )
         .await
     {
         Ok(Ok(i)) => i,
+        Ok(Err(GrantRefusal::ScopeNotGranted)) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                GrantRefusal::ScopeNotGranted.describe(),
+            );
+        }
         Ok(Err(r)) => {
             if r == GrantRefusal::Replayed {
                 replay_detected(
@@ -289,22 +314,7 @@ async fn refresh(
             return server_error();
         }
     };
-    if issued.grant.resource != state.oauth.tokens.resource {
-        return invalid_grant("the grant is for another resource");
-    }
-    let scopes = match form.get("scope") {
-        Some(s) => match Scopes::parse(s) {
-            Ok(sc) if issued.grant.scopes.contains(sc) && !sc.is_empty() => sc,
-            _ => {
-                return oauth_error(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_scope",
-                    "a refresh may only narrow the granted scopes",
-                );
-            }
-        },
-        None => issued.grant.scopes,
-    };
+    let scopes = issued.grant.scopes;
     grant_response(state, &issued, scopes).await
 }
 
@@ -365,13 +375,7 @@ async fn client_credentials_grant(
             return server_error();
         }
     };
-    let scopes = match form.get("scope") {
-        Some(s) => match Scopes::parse(s) {
-            Ok(sc) if !sc.is_empty() => sc,
-            _ => return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "unknown scope"),
-        },
-        None => Scopes::ALL,
-    };
+    let scopes = Scopes::requested(form.get("scope").map(String::as_str).unwrap_or(""));
     let now_ms = state.store.clock().now().timestamp_millis();
     let mut principal = state.snapshot.get().principal_for_service(
         &creds.client_id,
@@ -443,9 +447,9 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
     };
     // Service principals revoke nothing here (their access tokens are short-lived; rotate or
     // revoke the secret instead), but the call must not tell them apart from clients.
-    let client = match authenticate_client(&state, &creds).await {
+    let client = match authenticated(&state, &creds).await {
         Ok(c) => c,
-        Err(e) => return invalid_client(e),
+        Err(res) => return *res,
     };
     let mut revoked = None;
     if token.starts_with("tgr_") {
@@ -499,6 +503,30 @@ pub async fn revoke(State(state): State<AppState>, headers: HeaderMap, body: Byt
         .await;
     }
     no_store(StatusCode::OK.into_response())
+}
+
+/// Authenticates the calling OAuth client; a failure is audited (who tried, which client id)
+/// and answered `invalid_client`.
+async fn authenticated(
+    state: &AppState,
+    creds: &ClientCredentials,
+) -> Result<toolgate_domain::store::ClientRecord, Box<Response>> {
+    match authenticate_client(state, creds).await {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            super::audit(
+                state,
+                "oauth.client_auth_failed",
+                &creds.client_id,
+                ("client", None),
+                None,
+                e.to_string(),
+                AuditDecision::Deny,
+            )
+            .await;
+            Err(Box::new(invalid_client(e)))
+        }
+    }
 }
 
 /// A code or refresh token came back a second time: its grant is revoked already; every replica

@@ -318,6 +318,14 @@ async fn metadata_documents_follow_rfc_8414_and_9728() {
     assert_eq!(s, 200);
     let (_, doc) = w.app.get("/.well-known/oauth-authorization-server").await;
     assert!(doc.get("registration_endpoint").is_none());
+    // And CIMD off is advertised as off, so clients fall back instead of failing.
+    let (s, _) = w
+        .app
+        .put("/api/v1/settings/oauth", json!({"cimd_enabled": false}))
+        .await;
+    assert_eq!(s, 200);
+    let (_, doc) = w.app.get("/.well-known/oauth-authorization-server").await;
+    assert_eq!(doc["client_id_metadata_document_supported"], false);
 }
 
 #[tokio::test]
@@ -855,6 +863,17 @@ async fn dynamic_registration_works_and_has_a_switch() {
     let q = w.authorize(&dcr_id, &[]).await;
     let (s, b) = w.exchange(&dcr_id, &q["code"]).await;
     assert_eq!(s, 200, "{b}");
+    let dcr_refresh = b["refresh_token"].as_str().unwrap().to_string();
+    // A self-registered client's errors are shown as a page, never redirected (no open
+    // redirector through a URI anyone could register).
+    let res = w
+        .browser
+        .get(w.authorize_url(&dcr_id, &[("code_challenge_method", "plain")]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.headers().get("location").is_none());
     // Confidential registration: a secret, and the token endpoint insists on it.
     let (s, b) = register(
         json!({"client_name": "Server app", "redirect_uris": [REDIRECT],
@@ -924,6 +943,18 @@ async fn dynamic_registration_works_and_has_a_switch() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+    let (s, b) = w
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &dcr_refresh),
+            ("client_id", &dcr_id),
+        ])
+        .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{b}"
+    );
 }
 
 /// Serves a client metadata document (or anything else) on 127.0.0.1.
@@ -1159,13 +1190,18 @@ async fn service_principals_use_client_credentials_and_their_groups() {
         .app
         .post(
             "/api/v1/service-principals",
-            json!({"name": "nightly-triage", "owner": "alice@example.com", "groups": [w.group]}),
+            json!({"name": "nightly-triage", "owner": "alice@example.com", "groups": [w.group],
+                   "expires_at": "2099-01-01T00:00:00Z"}),
         )
         .await;
     assert_eq!(s, 201, "{b}");
     let sp = b["client_id"].as_str().unwrap().to_string();
     let secret = b["client_secret"].as_str().unwrap().to_string();
     assert!(!b.to_string().contains("secret_hash"));
+    assert!(
+        b["service_principal"]["secrets"][0]["expires_at"].is_null(),
+        "a secret expires by rotation, not with the principal: {b}"
+    );
     let (s, t) = client_credentials(&w.app, &sp, &secret).await;
     assert_eq!(s, 200, "{t}");
     assert!(t.get("refresh_token").is_none());
@@ -1619,4 +1655,95 @@ async fn replicas_share_grants_and_revocations_within_a_second() {
         .await;
     assert_eq!(s, 200);
     assert!(within_a_second(async || on_b(sp_token.clone()).await == 401).await);
+}
+
+#[tokio::test]
+async fn unknown_scopes_are_ignored_and_a_refused_refresh_keeps_the_token() {
+    let w = world().await;
+    let q = w
+        .authorize(
+            &w.client_id.clone(),
+            &[("scope", "mcp:read offline_access openid")],
+        )
+        .await;
+    let (s, b) = w.exchange(&w.client_id, &q["code"]).await;
+    assert_eq!((s, b["scope"].as_str()), (200, Some("mcp:read")), "{b}");
+    let refresh = b["refresh_token"].as_str().unwrap().to_string();
+    // Asking for more than was granted: invalid_scope, and the refresh token is not used up
+    // (a retry must not look like reuse and revoke the grant).
+    let (s, b) = w
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &w.client_id),
+            ("scope", "mcp:read mcp:tools"),
+        ])
+        .await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{b}"
+    );
+    let (s, b) = w
+        .token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &w.client_id),
+            ("scope", "mcp:read offline_access"),
+        ])
+        .await;
+    assert_eq!((s, b["scope"].as_str()), (200, Some("mcp:read")), "{b}");
+}
+
+#[tokio::test]
+async fn loopback_redirects_registered_without_a_port_accept_any_port() {
+    let w = world().await;
+    let (s, b) = w
+        .app
+        .post(
+            "/api/v1/oauth/clients",
+            json!({"name": "Native", "redirect_uris": ["http://127.0.0.1/callback"]}),
+        )
+        .await;
+    assert_eq!(s, 201, "{b}");
+    let native = b["client"]["id"].as_str().unwrap().to_string();
+    // REDIRECT is http://127.0.0.1:45678/callback: same host and path, an ephemeral port.
+    let q = w.authorize(&native, &[]).await;
+    let (s, b) = w.exchange(&native, &q["code"]).await;
+    assert_eq!(s, 200, "{b}");
+    for other in [
+        "http://127.0.0.1:45678/elsewhere",
+        "http://localhost:45678/callback",
+        "http://127.0.0.1:45678/callback?x=1",
+    ] {
+        let res = w
+            .browser
+            .get(w.authorize_url(&native, &[("redirect_uri", other)]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{other}");
+    }
+}
+
+#[tokio::test]
+async fn a_code_is_worthless_once_consent_is_withdrawn() {
+    let w = world().await;
+    let q = w.authorize(&w.client_id.clone(), &[]).await;
+    let id: String = form_urlencoded::byte_serialize(w.client_id.as_bytes()).collect();
+    let (s, _) = w
+        .app
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/users/{}/consents/{id}", w.alice),
+            None,
+        )
+        .await;
+    assert_eq!(s, 204);
+    let (s, b) = w.exchange(&w.client_id, &q["code"]).await;
+    assert_eq!(
+        (s, b["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{b}"
+    );
 }

@@ -91,6 +91,9 @@ pub fn router(state: &AppState, shutdown: CancellationToken) -> Router<AppState>
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
 }
 
+/// How often an open stream re-checks its credential when nothing else wakes it.
+const RECHECK_MS: u64 = 15_000;
+
 /// Largest JSON-RPC body read to find out which scope a request needs.
 const MAX_PEEK_BYTES: usize = 4 * 1024 * 1024;
 
@@ -162,15 +165,30 @@ fn cut_off_when_revoked(
     let snapshot = state.snapshot.clone();
     let clock = state.store.clock().clone();
     let revoked = async move {
-        while changes.changed().await.is_ok() {
+        loop {
+            // Woken by a snapshot change, at the token's own expiry, or every few seconds for
+            // expiries the snapshot keeps (personal tokens, service principals, secrets).
+            let now = clock.now().timestamp_millis();
+            let until_expiry = credential
+                .expires_ms()
+                .map(|at| u64::try_from(at.saturating_sub(now)).unwrap_or(0))
+                .unwrap_or(u64::MAX);
+            let wait = std::time::Duration::from_millis(until_expiry.min(RECHECK_MS));
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        // The snapshot handle is gone (shutdown): the stream ends with the server.
+                        std::future::pending::<()>().await;
+                    }
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
             let now = clock.now().timestamp_millis();
             if credential.resolve(&snapshot.get(), now).is_none() {
-                tracing::info!("access revoked: closing an open MCP stream");
+                tracing::info!("access revoked or expired: closing an open MCP stream");
                 return;
             }
         }
-        // The snapshot handle is gone (shutdown): let the stream end with the server.
-        std::future::pending::<()>().await
     };
     let (parts, body) = res.into_parts();
     let stream = futures::StreamExt::take_until(body.into_data_stream(), Box::pin(revoked));

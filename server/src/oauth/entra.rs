@@ -165,6 +165,8 @@ pub struct AppIdentity {
     pub object_id: Option<String>,
     /// The app roles granted to the application (`roles`).
     pub roles: Vec<String>,
+    /// Unix seconds after which the token is refused (its `exp` plus the leeway).
+    pub expires_at: i64,
 }
 
 /// Why an Entra token was refused. Every variant means 401 `invalid_token` to the caller, except
@@ -427,10 +429,10 @@ impl EntraValidator {
             return Err(EntraError::InvalidAudience);
         }
         // Valid while now < exp + leeway (RFC 7519: "before" the expiry).
-        match c.exp {
-            Some(exp) if now < exp.saturating_add(LEEWAY_SECS) => {}
+        let expires_at = match c.exp {
+            Some(exp) if now < exp.saturating_add(LEEWAY_SECS) => exp.saturating_add(LEEWAY_SECS),
             _ => return Err(EntraError::Expired),
-        }
+        };
         if let Some(nbf) = c.nbf
             && nbf > now.saturating_add(LEEWAY_SECS)
         {
@@ -459,6 +461,7 @@ impl EntraValidator {
             tenant_id: tid,
             object_id: c.oid,
             roles: c.roles,
+            expires_at,
         })
     }
 
@@ -798,6 +801,8 @@ mod tests {
             tenant_id: TENANT.into(),
             object_id: Some("9f1c7c0e-5d3a-4d0b-8f43-1e7d8f0a1b2c".into()),
             roles: roles.iter().map(|r| r.to_string()).collect(),
+            // The test claims' exp (NOW + 3600) plus the leeway.
+            expires_at: NOW + 3600 + LEEWAY_SECS,
         }
     }
 

@@ -116,17 +116,24 @@ pub enum Credential {
         user_id: String,
         client_id: String,
         scopes: Scopes,
+        /// The access token's expiry (unix ms).
+        expires_ms: i64,
     },
     Service {
         sp_id: String,
         secret_id: Option<String>,
         scopes: Scopes,
+        /// The access token's expiry (unix ms).
+        expires_ms: i64,
     },
 }
 
 impl Credential {
     /// The principal this credential stands for in `snap` at `now_ms`, if it still does.
     pub fn resolve(&self, snap: &Snapshot, now_ms: i64) -> Option<Principal> {
+        if self.expires_ms().is_some_and(|at| at <= now_ms) {
+            return None;
+        }
         match self {
             Self::Personal(token) => snap.principal_for_token(token, now_ms),
             Self::Grant {
@@ -134,12 +141,25 @@ impl Credential {
                 user_id,
                 client_id,
                 scopes,
+                ..
             } => snap.principal_for_grant(grant_id, user_id, client_id, *scopes),
             Self::Service {
                 sp_id,
                 secret_id,
                 scopes,
+                ..
             } => snap.principal_for_service(sp_id, secret_id.as_deref(), now_ms, *scopes),
+        }
+    }
+}
+
+impl Credential {
+    /// When the presented token itself expires (personal tokens: their expiry is in the
+    /// snapshot, checked by `resolve`).
+    pub fn expires_ms(&self) -> Option<i64> {
+        match self {
+            Self::Personal(_) => None,
+            Self::Grant { expires_ms, .. } | Self::Service { expires_ms, .. } => Some(*expires_ms),
         }
     }
 }
@@ -177,6 +197,7 @@ pub async fn authenticate(
                     sp_id: claims.sub.clone(),
                     secret_id: Some(claims.cred.clone()),
                     scopes: claims.scopes(),
+                    expires_ms: claims.exp.saturating_mul(1000),
                 }
             } else {
                 Credential::Grant {
@@ -184,6 +205,7 @@ pub async fn authenticate(
                     user_id: claims.sub.clone(),
                     client_id: claims.client_id.clone(),
                     scopes: claims.scopes(),
+                    expires_ms: claims.exp.saturating_mul(1000),
                 }
             }
         } else if entra::looks_like_entra_token(token) {
@@ -208,6 +230,7 @@ pub async fn authenticate(
                 sp_id: sp_id.to_string(),
                 secret_id: None,
                 scopes: Scopes::ALL,
+                expires_ms: app.expires_at.saturating_mul(1000),
             }
         } else {
             return Err(Refused("unsupported token"));

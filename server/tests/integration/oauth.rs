@@ -1747,3 +1747,80 @@ async fn a_code_is_worthless_once_consent_is_withdrawn() {
         "{b}"
     );
 }
+
+/// An initialized MCP session with `token`; returns its id.
+async fn open_session(app: &TestApp, token: &str) -> String {
+    let res = app
+        .http
+        .post(app.url("/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(&initialize())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let session = res.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let _ = res.text().await;
+    let res = app
+        .http
+        .post(app.url("/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 202);
+    session
+}
+
+#[tokio::test]
+async fn an_open_stream_ends_when_its_access_token_expires() {
+    let w = world().await;
+    let (access, _) = w.sign_in().await;
+    // The same grant, in a token that expires in two seconds.
+    let payload = access.split('.').nth(1).unwrap();
+    let mut claims: toolgate::oauth::access::AccessClaims = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims.exp = chrono::Utc::now().timestamp() + 2;
+    let key = w
+        .app
+        .server
+        .state
+        .store
+        .cipher()
+        .derive_key("oauth access token hs256");
+    let short = toolgate::oauth::access::AccessTokens::new(key, w.app.base.clone()).mint(&claims);
+    let session = open_session(&w.app, &short).await;
+    let mut stream = w
+        .app
+        .http
+        .get(w.app.url("/mcp"))
+        .bearer_auth(&short)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let idle = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(idle.is_err(), "the stream ended before the token expired");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(4), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived its access token");
+}

@@ -88,7 +88,13 @@ pub fn router(state: &AppState, shutdown: CancellationToken) -> Router<AppState>
     Router::new()
         .route_service("/mcp", service)
         .route("/mcp/{connector}", axum::routing::any(one_connector))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route_layer(middleware::from_fn_with_state(
+            McpAuth {
+                app: state.clone(),
+                owners: Arc::default(),
+            },
+            authenticate,
+        ))
 }
 
 /// How often an open stream re-checks its credential when nothing else wakes it.
@@ -100,7 +106,8 @@ const MAX_PEEK_BYTES: usize = 4 * 1024 * 1024;
 /// Resolves the bearer credential to a principal (personal token, Toolgate access token, or an
 /// Entra app-only token of a registered service principal) from the snapshot, then checks the
 /// scope the request needs: `mcp:read` for everything, `mcp:tools` for `tools/call`.
-async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+async fn authenticate(State(auth): State<McpAuth>, mut req: Request, next: Next) -> Response {
+    let state = auth.app;
     let metadata = crate::oauth::resource_metadata_url(state.oauth.issuer());
     let Some(token) = bearer_token(req.headers()).map(str::to_string) else {
         return unauthorized(&metadata, None);
@@ -122,9 +129,85 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         }
         req = Request::from_parts(parts, axum::body::Body::from(bytes));
     }
+    let owner = format!("{}:{}", principal.kind.as_str(), principal.user_id);
+    let session = req
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(id) = &session
+        && !auth.owners.may_use(id, &owner)
+    {
+        // Someone else's session: the same answer as for a session that does not exist.
+        return (StatusCode::NOT_FOUND, "session not found").into_response();
+    }
+    let ending = req.method() == axum::http::Method::DELETE;
     req.extensions_mut().insert(principal);
     let res = next.run(req).await;
+    match (
+        &session,
+        res.headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok()),
+    ) {
+        (None, Some(new)) => auth.owners.record(new, owner),
+        (Some(id), _) if ending && res.status().is_success() => auth.owners.forget(id),
+        _ => {}
+    }
     cut_off_when_revoked(res, state, credential)
+}
+
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// The middleware's state: the app and who opened which MCP session.
+#[derive(Clone)]
+struct McpAuth {
+    app: AppState,
+    owners: Arc<SessionOwners>,
+}
+
+/// MCP sessions are bound to the principal that opened them: a session id presented with
+/// another principal's credential is refused as unknown (a leaked id reads nobody's results).
+#[derive(Default)]
+struct SessionOwners {
+    owners: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
+}
+
+/// Sessions remembered at most this long without use (rmcp ends idle ones well before).
+const SESSION_OWNER_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+impl SessionOwners {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (String, std::time::Instant)>>
+    {
+        self.owners.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `owner` may use session `id` (unknown ids are left to the session manager).
+    fn may_use(&self, id: &str, owner: &str) -> bool {
+        let mut map = self.lock();
+        match map.get_mut(id) {
+            Some((o, seen)) if o == owner => {
+                *seen = std::time::Instant::now();
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
+    }
+
+    fn record(&self, id: &str, owner: String) {
+        let mut map = self.lock();
+        if map.len() >= 10_000 {
+            map.retain(|_, (_, seen)| seen.elapsed() < SESSION_OWNER_TTL);
+        }
+        map.insert(id.to_string(), (owner, std::time::Instant::now()));
+    }
+
+    fn forget(&self, id: &str) {
+        self.lock().remove(id);
+    }
 }
 
 /// Whether a JSON-RPC message (or batch) is a `tools/call` request.

@@ -1824,3 +1824,43 @@ async fn an_open_stream_ends_when_its_access_token_expires() {
     .await;
     assert!(ended.is_ok(), "the stream outlived its access token");
 }
+
+#[tokio::test]
+async fn an_mcp_session_belongs_to_whoever_opened_it() {
+    let w = world().await;
+    let (alice_token, _) = w.sign_in().await;
+    let bob = w.app.create_user("bob@example.com").await;
+    w.app.add_member(&w.group, &bob).await;
+    let bob_token = w.app.personal_token(&bob).await;
+    let session = open_session(&w.app, &alice_token).await;
+    let list = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"});
+    let post = |token: String| {
+        let w = &w;
+        let session = session.clone();
+        let list = list.clone();
+        async move {
+            w.app
+                .http
+                .post(w.app.url("/mcp"))
+                .bearer_auth(token)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", session)
+                .header("mcp-protocol-version", "2025-11-25")
+                .json(&list)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        post(bob_token.clone()).await,
+        404,
+        "bob cannot use alice's session"
+    );
+    assert_eq!(post(alice_token.clone()).await, 200);
+    // Bob's own session works for him.
+    let mine = open_session(&w.app, &bob_token).await;
+    assert_ne!(mine, session);
+}

@@ -447,37 +447,6 @@ async fn raw_session(app: &TestApp, token: &str) -> String {
     raw_session_at(&app.http, &app.base, token).await
 }
 
-async fn raw_session_at(http: &reqwest::Client, base: &str, token: &str) -> String {
-    let url = format!("{base}/mcp");
-    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}});
-    let res = http
-        .post(&url)
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .json(&init)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let session = res.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let _ = res.text().await;
-    let res = http
-        .post(&url)
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .json(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
-    session
-}
-
 #[tokio::test]
 async fn an_open_stream_is_cut_off_when_the_user_is_disabled() {
     let (app, _up, _c, user, _g, token) = setup().await;

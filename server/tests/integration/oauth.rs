@@ -185,6 +185,15 @@ impl World {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    async fn refresh(&self, token: &str) -> (u16, Value) {
+        self.token(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("client_id", &self.client_id),
+        ])
+        .await
+    }
+
     async fn exchange(&self, client_id: &str, code: &str) -> (u16, Value) {
         let resource = self.app.url("/mcp");
         self.token(&[
@@ -644,31 +653,20 @@ async fn a_replayed_code_is_refused_and_revokes_what_it_gave() {
 async fn refresh_tokens_rotate_and_a_reused_one_revokes_the_family() {
     let w = world().await;
     let (access, refresh1) = w.sign_in().await;
-    let refresh = |t: String| {
-        let w = &w;
-        async move {
-            w.token(&[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &t),
-                ("client_id", &w.client_id),
-            ])
-            .await
-        }
-    };
-    let (s, b) = refresh(refresh1.clone()).await;
+    let (s, b) = w.refresh(&refresh1).await;
     assert_eq!(s, 200, "{b}");
     let refresh2 = b["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(refresh1, refresh2, "rotated");
     let access2 = b["access_token"].as_str().unwrap().to_string();
     assert_eq!(w.mcp_status(&access2).await, 200);
     // The used one again: refused, and the whole family ends.
-    let (s, b) = refresh(refresh1).await;
+    let (s, b) = w.refresh(&refresh1).await;
     assert_eq!(
         (s, b["error"].as_str()),
         (400, Some("invalid_grant")),
         "{b}"
     );
-    let (s, _) = refresh(refresh2).await;
+    let (s, _) = w.refresh(&refresh2).await;
     assert_eq!(s, 400, "the rotated token died with its family");
     assert_eq!(w.mcp_status(&access).await, 401);
     assert_eq!(w.mcp_status(&access2).await, 401);
@@ -732,13 +730,7 @@ async fn revoked_consent_and_disabled_user_end_every_token_at_once() {
         .await;
     assert_eq!(s, 204);
     assert_eq!(w.mcp_status(&access).await, 401);
-    let (s, _) = w
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &w.client_id),
-        ])
-        .await;
+    let (s, _) = w.refresh(&refresh).await;
     assert_eq!(s, 400);
     // The next authorization asks again (the consent page shows its form).
     let res = w
@@ -775,13 +767,7 @@ async fn revoked_consent_and_disabled_user_end_every_token_at_once() {
     w.app.server.state.snapshot.publish().await.unwrap();
     assert_eq!(w.mcp_status(&access).await, 401);
     assert!(disabled_at.elapsed() < std::time::Duration::from_secs(1));
-    let (s, _) = w
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &w.client_id),
-        ])
-        .await;
+    let (s, _) = w.refresh(&refresh).await;
     assert_eq!(s, 400, "re-enabling later does not bring old grants back");
     let _ = w.group;
 }
@@ -820,13 +806,7 @@ async fn the_revocation_endpoint_ends_the_grant() {
     let (access, refresh) = w.sign_in().await;
     assert_eq!(revoke(access.clone()).await, 200);
     assert_eq!(w.mcp_status(&access).await, 401);
-    let (s, _) = w
-        .token(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", &refresh),
-            ("client_id", &w.client_id),
-        ])
-        .await;
+    let (s, _) = w.refresh(&refresh).await;
     assert_eq!(s, 400);
 }
 
@@ -1332,20 +1312,9 @@ async fn the_flow_on_postgresql() {
     let w = world_on(spawn_app_postgres().await).await;
     let (access, refresh1) = w.sign_in().await;
     assert_eq!(w.mcp_status(&access).await, 200);
-    let rotate = |t: String| {
-        let w = &w;
-        async move {
-            w.token(&[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &t),
-                ("client_id", &w.client_id),
-            ])
-            .await
-        }
-    };
-    let (s, b) = rotate(refresh1.clone()).await;
+    let (s, b) = w.refresh(&refresh1).await;
     assert_eq!(s, 200, "{b}");
-    let (s, _) = rotate(refresh1).await;
+    let (s, _) = w.refresh(&refresh1).await;
     assert_eq!(s, 400, "reuse detected on PostgreSQL too");
     assert_eq!(w.mcp_status(&access).await, 401);
     // Service principal with client credentials.
@@ -1748,38 +1717,6 @@ async fn a_code_is_worthless_once_consent_is_withdrawn() {
     );
 }
 
-/// An initialized MCP session with `token`; returns its id.
-async fn open_session(app: &TestApp, token: &str) -> String {
-    let res = app
-        .http
-        .post(app.url("/mcp"))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .json(&initialize())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let session = res.headers()["mcp-session-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let _ = res.text().await;
-    let res = app
-        .http
-        .post(app.url("/mcp"))
-        .bearer_auth(token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-session-id", &session)
-        .header("mcp-protocol-version", "2025-11-25")
-        .json(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
-    session
-}
-
 #[tokio::test]
 async fn an_open_stream_ends_when_its_access_token_expires() {
     let w = world().await;
@@ -1800,7 +1737,7 @@ async fn an_open_stream_ends_when_its_access_token_expires() {
         .cipher()
         .derive_key("oauth access token hs256");
     let short = toolgate::oauth::access::AccessTokens::new(key, w.app.base.clone()).mint(&claims);
-    let session = open_session(&w.app, &short).await;
+    let session = raw_session_at(&w.app.http, &w.app.base, &short).await;
     let mut stream = w
         .app
         .http
@@ -1832,7 +1769,7 @@ async fn an_mcp_session_belongs_to_whoever_opened_it() {
     let bob = w.app.create_user("bob@example.com").await;
     w.app.add_member(&w.group, &bob).await;
     let bob_token = w.app.personal_token(&bob).await;
-    let session = open_session(&w.app, &alice_token).await;
+    let session = raw_session_at(&w.app.http, &w.app.base, &alice_token).await;
     let list = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"});
     let post = |token: String| {
         let w = &w;
@@ -1861,6 +1798,6 @@ async fn an_mcp_session_belongs_to_whoever_opened_it() {
     );
     assert_eq!(post(alice_token.clone()).await, 200);
     // Bob's own session works for him.
-    let mine = open_session(&w.app, &bob_token).await;
+    let mine = raw_session_at(&w.app.http, &w.app.base, &bob_token).await;
     assert_ne!(mine, session);
 }

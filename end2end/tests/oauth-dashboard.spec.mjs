@@ -57,6 +57,7 @@ async function signIn(page) {
   await page.locator('input[name=password]').fill(env('E2E_ADMIN_PASSWORD'));
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page).toHaveURL(`${base()}/`);
+  await page.waitForLoadState('networkidle');
 }
 
 /** Opens a dashboard page and waits for hydration (event handlers attached). */
@@ -100,6 +101,7 @@ test('a service principal is created with a group, used, and rotated', async ({ 
   await signIn(page);
   await page.getByRole('link', { name: 'Service principals', exact: true }).click();
   await expect(page).toHaveURL(`${base()}/service-principals`);
+  await page.waitForLoadState('networkidle');
 
   const form = page.locator('#create-sp');
   await form.locator('input[name=name]').fill(SP);
@@ -126,6 +128,8 @@ test('a service principal is created with a group, used, and rotated', async ({ 
 
   // A reload shows the list without the secret: it was shown once.
   await page.reload();
+  // Hydrated again before anything is clicked (a click before hydration is a plain form post).
+  await page.waitForLoadState('networkidle');
   await expect(page.locator(`#sp-table tr[data-sp="${SP}"]`)).toBeVisible();
   await expect(page.locator('#new-sp-secret')).toHaveCount(0);
   await expect(page.locator('body')).not.toContainText(secret);
@@ -133,6 +137,7 @@ test('a service principal is created with a group, used, and rotated', async ({ 
   // Rotate without overlap: a new secret, the old one stops at once.
   await page.locator(`#sp-table tr[data-sp="${SP}"] a`).click();
   await expect(page).toHaveURL(`${base()}/service-principals/${clientId}`);
+  await page.waitForLoadState('networkidle');
   await expect(page.locator('#sp-client-id')).toHaveText(clientId);
   await expect(page.locator('#sp-groups')).toHaveText(GROUP);
   await expect(page.locator('#sp-secrets tbody tr')).toHaveCount(1);
@@ -153,6 +158,7 @@ test('a service principal is created with a group, used, and rotated', async ({ 
     await expect(page.locator('#sp-activity td.kind')).toContainText(['oauth.token_issued']);
     await expect(page.locator('#sp-activity tr.decision-deny td.kind').first()).toHaveText('oauth.client_credentials_refused');
   }).toPass({ timeout: 15_000 });
+  await page.waitForLoadState('networkidle');
 
   // Disabled, it gets no token.
   await page.locator('#sp-toggle').click();

@@ -74,7 +74,7 @@ test: test-deps lint build unit external ## Everything CI runs
 
 AUDIT_BENCH_EVENTS ?= 10000000
 
-bench: bench-audit bench-dlp bench-scim bench-policy ## All benchmarks (figures go to BENCHMARKS.md)
+bench: bench-audit bench-dlp bench-scim bench-policy bench-auth ## All benchmarks (figures go to BENCHMARKS.md)
 
 bench-audit: rust-deps ## Audit append rate, record latency under load, search over $(AUDIT_BENCH_EVENTS) events (SQLite)
 	cargo run --release -p toolgate-domain --features ssr --example audit_bench -- --events $(AUDIT_BENCH_EVENTS)
@@ -84,6 +84,9 @@ bench-dlp: rust-deps ## DLP scan throughput on a 1 MB tool response
 
 bench-policy: rust-deps ## Policy decision, tools/list assembly and snapshot rebuild at 1,000 groups x 100 connectors x 50 tools (criterion)
 	cargo bench -p toolgate-domain --features test-util --bench policy
+
+bench-auth: rust-deps ## Bearer credential resolution on the /mcp path: personal token, HS256 access token, Entra RS256 (criterion)
+	$(LEPTOS_ENV) cargo bench -p toolgate --bench credentials
 
 bench-scim: release test-deps ## SCIM provisioning benchmark: Entra-like initial cycle, then disables (figures in BENCHMARKS.md)
 	target/pyenv/bin/python bench/scim_bench.py --binary target/release/toolgate --out target/bench-scim.json

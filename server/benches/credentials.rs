@@ -48,9 +48,8 @@ fn entra(c: &mut Criterion) {
     let pem = private
         .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
         .expect("pem");
-    let b64 = |b: Vec<u8>| {
-        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b)
-    };
+    let b64 =
+        |b: Vec<u8>| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b);
     let jwks = json!({"keys": [{"kty": "RSA", "use": "sig", "kid": "k1",
         "n": b64(private.n().to_bytes_be()), "e": b64(private.e().to_bytes_be())}]});
     let base = rt.block_on(async move {
@@ -92,9 +91,15 @@ fn entra(c: &mut Criterion) {
     // The first validation fetches the key set; the benchmark measures the cached path.
     rt.block_on(validator.validate(&token, now))
         .expect("valid token");
-    c.bench_function("credential/Entra app-only token verify (RS256, cached keys)", |b| {
-        b.iter(|| rt.block_on(validator.validate(black_box(&token), now)).is_ok())
-    });
+    c.bench_function(
+        "credential/Entra app-only token verify (RS256, cached keys)",
+        |b| {
+            b.iter(|| {
+                rt.block_on(validator.validate(black_box(&token), now))
+                    .is_ok()
+            })
+        },
+    );
 }
 
 criterion_group!(benches, personal, access_token, entra);

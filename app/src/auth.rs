@@ -32,6 +32,8 @@ impl DashboardRole {
         match page {
             // Everyone signed in connects their own agents.
             Page::Connect => true,
+            // Everyone sees their own access and asks for elevations there.
+            Page::Access => true,
             Page::Overview => matches!(self, Admin | Approver | Auditor),
             Page::Audit => matches!(self, Admin | Auditor),
             Page::Approvals => matches!(self, Admin | Approver),
@@ -42,6 +44,7 @@ impl DashboardRole {
             | Page::Users
             | Page::ServicePrincipals
             | Page::OAuthClients
+            | Page::ElevationProfiles
             | Page::Settings => self == Admin,
         }
     }
@@ -60,7 +63,12 @@ pub enum Page {
     /// The effective-access simulator.
     Simulator,
     Audit,
+    /// "My access": the person's groups, elevations and requests.
+    Access,
+    /// The approvals inbox: elevation requests and calls waiting for approval.
     Approvals,
+    /// The elevation profiles editor and the elevation settings.
+    ElevationProfiles,
     Users,
     ServicePrincipals,
     /// OAuth clients of the authorization server and its switches.
@@ -109,6 +117,8 @@ mod ssr {
         pub public_url: String,
         /// How the audit log is run (retention, fail mode), from the configuration.
         pub audit_policy: toolgate_domain::model::AuditPolicy,
+        /// Elevation requests, decisions and per-call approvals.
+        pub workflow: toolgate_domain::approvals::Workflow,
     }
 
     /// The context, or an error when the server forgot to provide it.

@@ -125,6 +125,7 @@ fn rows() -> Rows {
                 review: Review::Approved,
                 risk: suggest(&name, &ToolHints::default()).0,
                 name,
+                approval_group: None,
             });
         }
     }
@@ -230,7 +231,7 @@ type Listed = (String, Vec<String>, Vec<Option<String>>);
 fn list_tools(snap: &Snapshot, who: &Principal, listed: &[Listed]) -> Vec<String> {
     let mut out = Vec::new();
     for (name, tools, exposed) in listed {
-        let Some(listing) = snap.listing(who, name).filter(|l| !l.is_empty()) else {
+        let Some(listing) = snap.listing(who, name, 0).filter(|l| !l.is_empty()) else {
             continue;
         };
         for (tool, renamed) in tools.iter().zip(exposed) {

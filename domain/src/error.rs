@@ -18,6 +18,9 @@ pub enum Error {
     /// 412: the caller's `If-Match` version is not the current one.
     #[error("the resource was changed since version {0}")]
     PreconditionFailed(String),
+    /// 403: the caller is known but may not do this (separation of duties, eligibility).
+    #[error("{0}")]
+    Forbidden(String),
     /// 401: credentials were missing or wrong.
     #[error("invalid credentials")]
     Unauthenticated,

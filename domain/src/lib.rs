@@ -2,6 +2,7 @@
 //! policy engine; behind the `ssr` feature also the store, crypto, audit writer and policy snapshot.
 
 pub mod dlp;
+pub mod elevation;
 pub mod error;
 pub mod model;
 pub mod names;
@@ -10,6 +11,8 @@ pub mod risk;
 pub mod scim_filter;
 pub mod siem;
 
+#[cfg(feature = "ssr")]
+pub mod approvals;
 #[cfg(feature = "ssr")]
 pub mod audit;
 #[cfg(feature = "ssr")]

@@ -170,6 +170,9 @@ pub struct CatalogTool {
     pub present: bool,
     pub first_seen: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Each call needs a yes from a member of this group (id), when set.
+    #[serde(default)]
+    pub approval_group: Option<String>,
 }
 
 /// What one group may do on one connector: tool patterns and risk levels allowed and blocked (a
@@ -305,6 +308,9 @@ pub enum Outcome {
     Forwarded,
     /// The upstream answered, but DLP withheld the response from the caller.
     Blocked,
+    /// Allowed by policy, but the tool needs an approver's yes for this exact call; nothing was
+    /// forwarded (the event names the approval).
+    PendingApproval,
 }
 
 impl Outcome {
@@ -316,6 +322,7 @@ impl Outcome {
             Outcome::Denied => "denied",
             Outcome::Forwarded => "forwarded",
             Outcome::Blocked => "blocked",
+            Outcome::PendingApproval => "pending_approval",
         }
     }
 
@@ -327,6 +334,7 @@ impl Outcome {
             "denied" => Some(Outcome::Denied),
             "forwarded" => Some(Outcome::Forwarded),
             "blocked" => Some(Outcome::Blocked),
+            "pending_approval" => Some(Outcome::PendingApproval),
             _ => None,
         }
     }

@@ -348,13 +348,38 @@ pub fn decide(
     facts: Option<ToolFacts>,
     block_changed: bool,
 ) -> Verdict {
+    decide_explained(grants, connector, tool, facts, block_changed).0
+}
+
+/// `decide`, also telling whether the deny is the default one (nothing blocked, nothing
+/// allowed): the only case an elevation can turn into an allow.
+pub fn decide_explained(
+    grants: &[&CompiledRules],
+    connector: &str,
+    tool: &str,
+    facts: Option<ToolFacts>,
+    block_changed: bool,
+) -> (Verdict, bool) {
+    let decided = evaluate(grants, tool, facts, block_changed);
+    (
+        in_words(decided, connector, tool, facts),
+        matches!(decided, Decided::Default),
+    )
+}
+
+fn in_words(
+    decided: Decided<'_>,
+    connector: &str,
+    tool: &str,
+    facts: Option<ToolFacts>,
+) -> Verdict {
     let changed = if facts.is_some_and(|f| f.review == Review::Changed) {
         " (definition changed since approval)"
     } else {
         ""
     };
     let risk = facts.map(|f| f.risk).unwrap_or(Risk::Normal);
-    match evaluate(grants, tool, facts, block_changed) {
+    match decided {
         Decided::NotInCatalog => Verdict::Deny {
             rule: format!(
                 "tool \"{tool}\" is not in the catalog of connector \"{connector}\" (not discovered yet)"

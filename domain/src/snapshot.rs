@@ -7,7 +7,8 @@ use crate::crypto::hash_token;
 use crate::dlp::{DlpAction, DlpSettings, Scanner};
 use crate::model::Scopes;
 use crate::policy::{
-    CompiledRules, ToolFacts, Verdict, allows, decide, decide_prompt, decide_resource,
+    CompiledRules, ToolFacts, Verdict, allows, decide, decide_explained, decide_prompt,
+    decide_resource,
 };
 use crate::store::{
     CatalogSettings, ConnectorSecrets, GrantInfo, SpSnapshotRow, Store, TokenGrant,
@@ -84,6 +85,37 @@ pub struct CatalogEntry {
     pub facts: ToolFacts,
     /// Hash of the definition last discovered (to notice drift without a database round trip).
     pub hash: String,
+    /// Each call needs a yes from this group (id), when set.
+    pub approval_group: Option<Arc<str>>,
+}
+
+/// An elevation profile as the proxy needs it: who may ask, and its targets compiled per
+/// connector name (allows only).
+#[derive(Debug)]
+struct SnapProfile {
+    name: String,
+    eligible: Vec<String>,
+    rules: FastMap<String, CompiledRules>,
+}
+
+/// An approved elevation; in force while `expires_at` (unix ms) is after the decision's time.
+#[derive(Clone, Debug)]
+struct SnapElevation {
+    id: String,
+    profile_id: String,
+    expires_at: i64,
+}
+
+/// What the proxy decided for one call, with what it needs next.
+#[derive(Clone, Debug)]
+pub struct CallDecision {
+    pub verdict: Verdict,
+    /// The elevation that allowed the call (id), when only an elevation did.
+    pub elevation: Option<String>,
+    /// Denied by default, but these profiles (names) would allow it: the caller may request one.
+    pub eligible: Vec<String>,
+    /// Allowed, but each call needs a yes from this group (id).
+    pub approval_group: Option<Arc<str>>,
 }
 
 /// A connector with its catalog, and its index for rule lookups.
@@ -118,6 +150,11 @@ pub struct Snapshot {
     entra_apps: FastMap<String, String>,
     /// Which Entra app-only tokens are accepted.
     entra_settings: Arc<crate::model::EntraAppSettings>,
+    /// Enabled elevation profiles by id.
+    profiles: FastMap<String, SnapProfile>,
+    /// Approved elevations by subject (user or service principal id).
+    elevations: FastMap<String, Vec<SnapElevation>>,
+    elevation_settings: Arc<crate::elevation::ElevationSettings>,
 }
 
 /// DLP settings with their compiled scanner.
@@ -190,6 +227,10 @@ impl Snapshot {
         let tokens = store.active_personal_tokens().await?;
         let oauth_grants = store.live_grants().await?;
         let sps = store.snapshot_service_principals().await?;
+        let profiles = store.list_elevation_profiles().await?;
+        let elevations = store
+            .active_elevations(crate::clock::to_millis(store.clock().now()))
+            .await?;
         let entra_settings: crate::model::EntraAppSettings = store
             .setting(crate::store::setting_keys::ENTRA_APPS)
             .await?
@@ -236,7 +277,61 @@ impl Snapshot {
             .collect();
         snap.set_service_principals(sps);
         snap.entra_settings = Arc::new(entra_settings);
+        snap.set_elevations(profiles, elevations);
+        snap.elevation_settings = Arc::new(
+            store
+                .setting(crate::store::setting_keys::ELEVATION)
+                .await?
+                .unwrap_or_default(),
+        );
         Ok(snap)
+    }
+
+    /// Compiles enabled profiles and files approved elevations by subject. A disabled profile
+    /// suspends its elevations (deleting one revokes them).
+    pub fn set_elevations(
+        &mut self,
+        profiles: Vec<crate::elevation::ElevationProfile>,
+        active: Vec<crate::store::ActiveElevationRow>,
+    ) {
+        self.profiles = profiles
+            .into_iter()
+            .filter(|p| p.enabled)
+            .map(|p| {
+                let label = format!("elevation \"{}\"", p.name);
+                let rules = p
+                    .targets
+                    .iter()
+                    .map(|t| {
+                        (
+                            t.connector.clone(),
+                            CompiledRules::compile(&label, &t.rules()),
+                        )
+                    })
+                    .collect();
+                (
+                    p.id,
+                    SnapProfile {
+                        name: p.name,
+                        eligible: p.eligible_groups,
+                        rules,
+                    },
+                )
+            })
+            .collect();
+        self.elevations = FastMap::default();
+        for e in active {
+            if self.profiles.contains_key(&e.profile_id) {
+                self.elevations
+                    .entry(e.subject_id)
+                    .or_default()
+                    .push(SnapElevation {
+                        id: e.id,
+                        profile_id: e.profile_id,
+                        expires_at: e.expires_at,
+                    });
+            }
+        }
     }
 
     fn set_service_principals(&mut self, rows: Vec<SpSnapshotRow>) {
@@ -303,6 +398,7 @@ impl Snapshot {
                             review: t.review,
                         },
                         hash: t.hash,
+                        approval_group: t.approval_group.map(Arc::from),
                     },
                 );
             }
@@ -347,6 +443,9 @@ impl Snapshot {
             service_principals: FastMap::default(),
             entra_apps: FastMap::default(),
             entra_settings: Arc::default(),
+            profiles: FastMap::default(),
+            elevations: FastMap::default(),
+            elevation_settings: Arc::default(),
         }
     }
 
@@ -485,6 +584,116 @@ impl Snapshot {
         self.decide_for_groups(&principal.groups, connector, tool)
     }
 
+    /// The elevations of `subject` in force at `now_ms`: (elevation id, profile).
+    fn elevations_at(
+        &self,
+        subject: &str,
+        now_ms: i64,
+    ) -> impl Iterator<Item = (&str, &SnapProfile)> {
+        self.elevations
+            .get(subject)
+            .into_iter()
+            .flatten()
+            .filter(move |e| e.expires_at > now_ms)
+            .filter_map(|e| Some((e.id.as_str(), self.profiles.get(&e.profile_id)?)))
+    }
+
+    /// Profiles the principal's groups may request: (id, profile).
+    fn eligible_profiles<'s, 'p>(
+        &'s self,
+        principal: &'p Principal,
+    ) -> impl Iterator<Item = (&'s str, &'s SnapProfile)> + use<'s, 'p> {
+        self.profiles
+            .iter()
+            .filter(|(_, p)| p.eligible.iter().any(|g| principal.groups.contains(g)))
+            .map(|(id, p)| (id.as_str(), p))
+    }
+
+    /// Elevation and approval settings.
+    pub fn elevation_settings(&self) -> &crate::elevation::ElevationSettings {
+        &self.elevation_settings
+    }
+
+    /// Names of the profiles the principal may request.
+    pub fn eligible_profile_names(&self, principal: &Principal) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .eligible_profiles(principal)
+            .map(|(_, p)| p.name.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Decides one call at `now_ms` (the injected clock's time): the groups' rules first; a
+    /// default deny may still be allowed by an elevation in force; otherwise the profiles that
+    /// would allow it are named. Allowed calls carry their per-call approval group, if any.
+    pub fn decide_call(
+        &self,
+        principal: &Principal,
+        connector: &str,
+        tool: &str,
+        now_ms: i64,
+    ) -> CallDecision {
+        let Some((c, grants)) = self.grants(&principal.groups, connector) else {
+            return CallDecision {
+                verdict: Self::no_connector(connector),
+                elevation: None,
+                eligible: vec![],
+                approval_group: None,
+            };
+        };
+        let entry = c.tools.get(tool);
+        let facts = entry.map(|t| t.facts);
+        let (mut verdict, default_deny) =
+            decide_explained(&grants, connector, tool, facts, self.block_changed);
+        let mut elevation = None;
+        let mut eligible = Vec::new();
+        if default_deny {
+            let by_elevation = self
+                .elevations_at(&principal.user_id, now_ms)
+                .find(|(_, p)| {
+                    p.rules
+                        .get(connector)
+                        .is_some_and(|r| allows(&[r], tool, facts, self.block_changed))
+                });
+            if let Some((id, p)) = by_elevation {
+                let until = self
+                    .elevations
+                    .get(&principal.user_id)
+                    .and_then(|v| v.iter().find(|e| e.id == id))
+                    .map(|e| crate::clock::from_millis(e.expires_at).to_rfc3339())
+                    .unwrap_or_default();
+                verdict = Verdict::Allow {
+                    rule: format!(
+                        "allowed by elevation {id} (profile \"{}\") until {until} on connector \"{connector}\"",
+                        p.name
+                    ),
+                };
+                elevation = Some(id.to_string());
+            } else {
+                eligible = self
+                    .eligible_profiles(principal)
+                    .filter(|(_, p)| {
+                        p.rules
+                            .get(connector)
+                            .is_some_and(|r| allows(&[r], tool, facts, self.block_changed))
+                    })
+                    .map(|(_, p)| p.name.clone())
+                    .collect();
+                eligible.sort();
+            }
+        }
+        let approval_group = entry
+            .filter(|_| verdict.is_allowed())
+            .and_then(|e| e.approval_group.clone());
+        CallDecision {
+            verdict,
+            elevation,
+            eligible,
+            approval_group,
+        }
+    }
+
     /// The compiled rules of these groups on an enabled connector; `None` for an unknown or
     /// disabled connector.
     fn grants<'a>(
@@ -516,11 +725,27 @@ impl Snapshot {
     /// One connector as the principal sees it: the rules of the principal's groups there gathered
     /// once, so a listing decides each tool without looking them up again. `None` for an
     /// unknown or disabled connector.
-    pub fn listing<'a>(&'a self, principal: &Principal, connector: &str) -> Option<Listing<'a>> {
-        let (c, grants) = self.grants(&principal.groups, connector)?;
+    /// Elevations in force at `now_ms` add their allows; profiles the principal may request are
+    /// kept aside so a listing can show what an elevation would unlock.
+    pub fn listing<'a>(
+        &'a self,
+        principal: &Principal,
+        connector: &str,
+        now_ms: i64,
+    ) -> Option<Listing<'a>> {
+        let (c, mut grants) = self.grants(&principal.groups, connector)?;
+        grants.extend(
+            self.elevations_at(&principal.user_id, now_ms)
+                .filter_map(|(_, p)| p.rules.get(connector)),
+        );
+        let eligible = self
+            .eligible_profiles(principal)
+            .filter_map(|(_, p)| Some((p.rules.get(connector)?, p.name.as_str())))
+            .collect();
         Some(Listing {
             tools: &c.tools,
             grants,
+            eligible,
             block_changed: self.block_changed,
         })
     }
@@ -703,15 +928,42 @@ impl Snapshot {
 /// A connector's catalog with the caller's rules there, for deciding a whole listing.
 pub struct Listing<'a> {
     tools: &'a CatalogMap,
+    /// The caller's groups' rules here, then those of its elevations in force.
     grants: Vec<&'a CompiledRules>,
+    /// Rules of profiles the caller may request here, with the profile's name.
+    eligible: Vec<(&'a CompiledRules, &'a str)>,
     block_changed: bool,
 }
 
 impl Listing<'_> {
-    /// True when none of the caller's groups has rules here: nothing on this connector is
-    /// allowed, and a listing can skip it whole.
+    /// True when no rules of the caller (groups, elevations, eligible profiles) concern this
+    /// connector: nothing here can be shown, and a listing can skip it whole.
     pub fn is_empty(&self) -> bool {
-        self.grants.is_empty()
+        self.grants.is_empty() && self.eligible.is_empty()
+    }
+
+    /// Not allowed now, but a profile the caller may request would allow it: that profile's
+    /// name. Blocks of the caller's groups still win.
+    pub fn eligible_for(&self, tool: &str) -> Option<&str> {
+        if self.eligible.is_empty() {
+            return None;
+        }
+        let facts = self.tools.get(tool).map(|t| t.facts);
+        let mut with: Vec<&CompiledRules> = self.grants.clone();
+        with.push(self.eligible[0].0);
+        for (rules, name) in &self.eligible {
+            with.pop();
+            with.push(rules);
+            if allows(&with, tool, facts, self.block_changed) {
+                return Some(name);
+            }
+        }
+        None
+    }
+
+    /// The group whose yes each call of `tool` needs, if any.
+    pub fn approval_group(&self, tool: &str) -> Option<&str> {
+        self.tools.get(tool)?.approval_group.as_deref()
     }
 
     /// Whether the caller may call `tool` (as `Snapshot::allows`).

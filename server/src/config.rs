@@ -38,6 +38,9 @@ pub struct Config {
     pub upstream_timeout_secs: u64,
     /// Seconds between health pings of each enabled connector.
     pub connector_health_secs: u64,
+    /// Seconds between sweeps that record expired elevations (events and notices). Expiry
+    /// itself is enforced at every call, whatever this is.
+    pub elevation_settle_secs: u64,
     /// Hours a dashboard session lasts without activity.
     pub session_ttl_hours: i64,
     /// Forward tool calls even when their audit event cannot be written. Off by default (calls
@@ -66,6 +69,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             upstream_timeout_secs: 30,
             connector_health_secs: 30,
+            elevation_settle_secs: 10,
             session_ttl_hours: 12,
             audit_fail_open: false,
             audit_retention_days: 0,
@@ -135,6 +139,11 @@ impl Config {
                 .parse()
                 .context("TOOLGATE_CONNECTOR_HEALTH_SECS must be a whole number")?;
         }
+        if let Some(v) = get("TOOLGATE_ELEVATION_SETTLE_SECS") {
+            self.elevation_settle_secs = v
+                .parse()
+                .context("TOOLGATE_ELEVATION_SETTLE_SECS must be a whole number")?;
+        }
         if let Some(v) = get("TOOLGATE_SESSION_TTL_HOURS") {
             self.session_ttl_hours = v
                 .parse()
@@ -201,6 +210,9 @@ impl Config {
         }
         if !(1..=3600).contains(&self.connector_health_secs) {
             bail!("connector_health_secs must be 1-3600");
+        }
+        if !(1..=3600).contains(&self.elevation_settle_secs) {
+            bail!("elevation_settle_secs must be 1-3600");
         }
         if !(1..=24 * 30).contains(&self.session_ttl_hours) {
             bail!("session_ttl_hours must be 1-720");

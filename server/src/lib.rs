@@ -7,6 +7,7 @@ pub mod audit_upkeep;
 pub mod cli;
 pub mod config;
 pub mod connectors;
+pub mod elevation;
 pub mod http;
 pub mod mcp;
 pub mod metrics_names;
@@ -237,8 +238,12 @@ fn write_private(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
 
 /// Opens the store and applies pending migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    open_store_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// `open_store` with the clock every decision takes its time from (tests move it).
+pub async fn open_store_with_clock(config: &Config, clock: SharedClock) -> anyhow::Result<Store> {
     let key = resolve_master_key(config)?;
-    let clock: SharedClock = Arc::new(SystemClock);
     let store = Store::connect_with(
         &config.database_url,
         key.cipher(),
@@ -334,7 +339,14 @@ pub async fn build_state(
         store.cipher().derive_key("oauth access token hs256"),
         config.public_url().trim_end_matches('/').to_string(),
     ));
+    let workflow = toolgate_domain::approvals::Workflow {
+        store: store.clone(),
+        snapshot: snapshot.clone(),
+        audit: audit.clone(),
+        notifier: elevation::WebhookNotifier::start(store.clone(), config.public_url()),
+    };
     Ok(state::AppState {
+        workflow,
         leptos_options: leptos_options(&config, addr),
         store,
         snapshot,
@@ -395,8 +407,16 @@ impl RunningServer {
 }
 
 /// Opens the store, binds `config.listen` (port 0 picks a free port) and serves in the background.
-pub async fn start(mut config: Config) -> anyhow::Result<RunningServer> {
-    let store = open_store(&config).await?;
+pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// `start` with an injected clock (time-travel tests).
+pub async fn start_with_clock(
+    mut config: Config,
+    clock: SharedClock,
+) -> anyhow::Result<RunningServer> {
+    let store = open_store_with_clock(&config, clock).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -413,6 +433,11 @@ pub async fn start(mut config: Config) -> anyhow::Result<RunningServer> {
         Duration::from_secs(state.config.connector_health_secs),
         shutdown.child_token(),
     );
+    tokio::spawn(elevation::settle_loop(
+        state.workflow.clone(),
+        Duration::from_secs(state.config.elevation_settle_secs.max(1)),
+        shutdown.child_token(),
+    ));
     let app = build_router(state.clone(), shutdown.child_token());
     let stop = shutdown.clone();
     let task = tokio::spawn(async move {

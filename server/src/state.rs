@@ -25,6 +25,8 @@ pub struct AppState {
     pub oidc: Arc<crate::oidc::OidcRuntime>,
     /// The OAuth authorization server: access-token keys, Entra validation.
     pub oauth: Arc<crate::oauth::OAuthRuntime>,
+    /// Elevation requests, decisions and per-call approvals (audit, snapshot, notices).
+    pub workflow: toolgate_domain::approvals::Workflow,
     /// Delivers the audit log to the SIEM sinks.
     pub siem: crate::siem::SiemWorker,
     pub leptos_options: LeptosOptions,

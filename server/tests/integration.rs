@@ -13,6 +13,8 @@ mod common;
 mod connectors;
 #[path = "integration/crash.rs"]
 mod crash;
+#[path = "integration/elevation.rs"]
+mod elevation;
 #[path = "integration/mcp.rs"]
 mod mcp;
 #[path = "integration/oauth.rs"]

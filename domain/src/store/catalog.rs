@@ -38,6 +38,8 @@ pub struct CatalogFacts {
     pub hash: String,
     pub review: Review,
     pub risk: Risk,
+    /// Group whose yes each call needs (per-call approval), if any.
+    pub approval_group: Option<String>,
 }
 
 /// Catalog-wide settings.
@@ -93,6 +95,7 @@ struct Row {
     present: i64,
     first_seen: i64,
     updated_at: i64,
+    approval_group: Option<String>,
 }
 
 impl Row {
@@ -115,6 +118,7 @@ impl Row {
             present: self.present != 0,
             first_seen: from_millis(self.first_seen),
             updated_at: from_millis(self.updated_at),
+            approval_group: self.approval_group,
         })
     }
 }
@@ -122,7 +126,7 @@ impl Row {
 const SELECT: &str =
     "SELECT t.connector_id, c.name AS connector_name, t.name, t.description, t.input_schema,
     t.annotations, t.hash, t.status, t.risk, t.risk_reason, t.risk_overridden, t.present,
-    t.first_seen, t.updated_at FROM connector_tools t JOIN connectors c ON c.id = t.connector_id";
+    t.first_seen, t.updated_at, t.approval_group FROM connector_tools t JOIN connectors c ON c.id = t.connector_id";
 
 /// Most tools one connector may list; more is refused as a misbehaving upstream.
 pub const MAX_TOOLS_PER_CONNECTOR: usize = 10_000;
@@ -148,13 +152,15 @@ impl Store {
     /// What the snapshot needs of every catalog entry that is still listed: (connector id, tool
     /// name, definition hash, review state, risk). No descriptions or schemas.
     pub async fn catalog_facts(&self) -> Result<Vec<CatalogFacts>> {
-        let rows: Vec<(String, String, String, String, String)> = sqlx::query_as(
-            "SELECT connector_id, name, hash, status, risk FROM connector_tools WHERE present = 1",
+        type FactRow = (String, String, String, String, String, Option<String>);
+        let rows: Vec<FactRow> = sqlx::query_as(
+            "SELECT connector_id, name, hash, status, risk, approval_group FROM connector_tools
+             WHERE present = 1",
         )
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|(connector_id, name, hash, status, risk)| {
+            .map(|(connector_id, name, hash, status, risk, approval_group)| {
                 Ok(CatalogFacts {
                     review: Review::parse(&status).ok_or_else(|| {
                         Error::Internal(format!("unknown review state {status:?}"))
@@ -164,6 +170,7 @@ impl Store {
                     connector_id,
                     name,
                     hash,
+                    approval_group,
                 })
             })
             .collect()
@@ -368,6 +375,41 @@ impl Store {
             risk,
         }])
         .await?;
+        self.catalog_tool(connector_id, name).await
+    }
+
+    /// Marks a tool "approve each call" by members of `group` (a group id), or clears it.
+    pub async fn set_tool_approval(
+        &self,
+        connector_id: &str,
+        name: &str,
+        group: Option<&str>,
+    ) -> Result<CatalogTool> {
+        let mut tx = self.write_tx().await?;
+        if let Some(g) = group {
+            let found: Option<(String,)> =
+                sqlx::query_as("SELECT id FROM access_groups WHERE id = $1")
+                    .bind(g)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if found.is_none() {
+                return Err(Error::invalid(format!(
+                    "approver group {g:?} does not exist"
+                )));
+            }
+        }
+        let done = sqlx::query(
+            "UPDATE connector_tools SET approval_group = $1 WHERE connector_id = $2 AND name = $3",
+        )
+        .bind(group)
+        .bind(connector_id)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound("tool"));
+        }
+        tx.commit().await?;
         self.catalog_tool(connector_id, name).await
     }
 

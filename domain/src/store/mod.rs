@@ -7,6 +7,7 @@ mod audit;
 mod catalog;
 mod connectors;
 mod directory;
+mod elevation;
 mod groups;
 mod oauth;
 mod policies;
@@ -31,6 +32,10 @@ pub use connectors::{
 pub use directory::{
     DirectoryGroup, DirectoryKey, DirectoryUser, GroupWrite, MemberChange, ScimRequestLog,
     UserWrite,
+};
+pub use elevation::{
+    ActiveElevationRow, ApprovalFilter, CallBinding, Claim, ElevationFilter, ElevationSubject,
+    NewElevation,
 };
 pub use oauth::{
     AuthCode, ClientRecord, GrantInfo, GrantRefusal, Issued, NewOAuthClient, is_loopback_redirect,

@@ -23,6 +23,10 @@ pub mod keys {
     pub const OAUTH: &str = "oauth";
     /// Entra app-only token acceptance (the server's `EntraAppSettings`).
     pub const ENTRA_APPS: &str = "entra_apps";
+    /// Elevation and per-call approval settings (`elevation::ElevationSettings`).
+    pub const ELEVATION: &str = "elevation";
+    /// The notification webhook URL (sealed: Slack and Teams URLs carry their secret).
+    pub const ELEVATION_WEBHOOK: &str = "elevation.webhook_url";
 }
 use crate::{Error, Result};
 
@@ -54,6 +58,15 @@ impl Store {
             .bind(key)
             .bind(json)
             .bind(self.now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a setting (a later read gives `None`).
+    pub async fn delete_setting(&self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM settings WHERE key = $1")
+            .bind(key)
             .execute(&self.pool)
             .await?;
         Ok(())

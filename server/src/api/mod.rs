@@ -4,6 +4,7 @@
 pub(crate) mod audit;
 mod connectors;
 mod directory;
+mod elevation;
 mod oauth;
 mod policy;
 pub mod settings;
@@ -59,6 +60,11 @@ pub use directory::{CreateGroup, CreateToken, CreateUser, PutPolicy, TokenCreate
         oauth::rotate_secret, oauth::revoke_secret, oauth::get_entra, oauth::put_entra,
         crate::siem::api::list_sinks, crate::siem::api::create_sink, crate::siem::api::get_sink,
         crate::siem::api::update_sink, crate::siem::api::delete_sink, crate::siem::api::test_sink,
+        elevation::list_profiles, elevation::create_profile, elevation::get_profile,
+        elevation::update_profile, elevation::delete_profile, elevation::list_elevations,
+        elevation::get_elevation, elevation::request_elevation, elevation::revoke_elevation,
+        elevation::list_approvals, elevation::get_approval, elevation::set_tool_approval,
+        elevation::get_settings, elevation::put_settings,
     ),
     components(schemas(
         toolgate_domain::model::Connector,
@@ -107,6 +113,13 @@ pub use directory::{CreateGroup, CreateToken, CreateUser, PutPolicy, TokenCreate
         oauth::CreateClient, oauth::ClientCreated, oauth::UpdateClient,
         oauth::CreateServicePrincipal, oauth::ServicePrincipalCreated,
         oauth::UpdateServicePrincipal, oauth::RotateSecret, oauth::SecretCreated,
+        toolgate_domain::elevation::ElevationProfile, toolgate_domain::elevation::ProfileInput,
+        toolgate_domain::elevation::ProfileTarget, toolgate_domain::elevation::Elevation,
+        toolgate_domain::elevation::ElevationStatus, toolgate_domain::elevation::CallApproval,
+        toolgate_domain::elevation::ApprovalStatus, toolgate_domain::elevation::ElevationSettings,
+        toolgate_domain::elevation::WebhookFormat, elevation::RequestElevation,
+        elevation::ToolApprovalInput, elevation::ElevationSettingsView,
+        elevation::ElevationSettingsInput,
     )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -164,6 +177,32 @@ pub fn router() -> Router<AppState> {
         .route(
             "/connectors/{connector}/tools/{tool}/risk",
             put(connectors::set_risk),
+        )
+        .route(
+            "/connectors/{connector}/tools/{tool}/approval",
+            put(elevation::set_tool_approval),
+        )
+        .route(
+            "/elevation/profiles",
+            get(elevation::list_profiles).post(elevation::create_profile),
+        )
+        .route(
+            "/elevation/profiles/{id}",
+            get(elevation::get_profile)
+                .put(elevation::update_profile)
+                .delete(elevation::delete_profile),
+        )
+        .route(
+            "/elevations",
+            get(elevation::list_elevations).post(elevation::request_elevation),
+        )
+        .route("/elevations/{id}", get(elevation::get_elevation))
+        .route("/elevations/{id}/revoke", post(elevation::revoke_elevation))
+        .route("/approvals", get(elevation::list_approvals))
+        .route("/approvals/{id}", get(elevation::get_approval))
+        .route(
+            "/settings/elevation",
+            get(elevation::get_settings).put(elevation::put_settings),
         )
         .route("/catalog/review", get(connectors::review_queue))
         .route(

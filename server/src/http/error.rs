@@ -62,6 +62,7 @@ impl From<DomainError> for ApiError {
             ),
             DomainError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             DomainError::Unauthenticated => ApiError::unauthorized("invalid credentials"),
+            DomainError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
             DomainError::PreconditionFailed(m) => {
                 ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", m)
             }

@@ -17,14 +17,16 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use std::sync::Arc;
 use std::time::Instant;
+use toolgate_domain::approvals::{Actor, Notice, Workflow};
 use toolgate_domain::audit::AuditSink;
 use toolgate_domain::clock::SharedClock;
 use toolgate_domain::crypto::sha256_hex;
 use toolgate_domain::dlp::{DlpAction, Findings};
+use toolgate_domain::elevation::{ElevationAsk, REQUEST_TOOL};
 use toolgate_domain::model::{AuditDecision, Outcome};
 use toolgate_domain::names::{exposed_tool_name, split_exposed_tool_name};
-use toolgate_domain::snapshot::{DlpPlan, Principal, SnapshotHandle};
-use toolgate_domain::store::{MAX_ARGS_BYTES, NewAuditEvent, truncate_utf8};
+use toolgate_domain::snapshot::{CallDecision, DlpPlan, Principal, SnapshotHandle};
+use toolgate_domain::store::{CallBinding, Claim, MAX_ARGS_BYTES, NewAuditEvent, truncate_utf8};
 
 /// JSON-RPC error code for "the connector behind this tool failed" (implementation-defined range).
 pub const UPSTREAM_UNAVAILABLE: ErrorCode = ErrorCode(-32001);
@@ -32,6 +34,14 @@ pub const UPSTREAM_UNAVAILABLE: ErrorCode = ErrorCode(-32001);
 pub const AUDIT_UNAVAILABLE: ErrorCode = ErrorCode(-32002);
 /// JSON-RPC error code for "withheld by data-loss prevention".
 pub const DLP_BLOCKED: ErrorCode = ErrorCode(-32003);
+/// JSON-RPC error code for "allowed only under an elevation the caller has not activated"; the
+/// data names the profiles and the dashboard link.
+pub const ELEVATION_REQUIRED: ErrorCode = ErrorCode(-32004);
+/// JSON-RPC error code for "this exact call waits for an approver"; the data carries the
+/// approval id. Retrying the same call with the same arguments runs it once approved.
+pub const APPROVAL_PENDING: ErrorCode = ErrorCode(-32005);
+/// JSON-RPC error code for "an approver refused this exact call".
+pub const APPROVAL_DENIED: ErrorCode = ErrorCode(-32006);
 
 /// What every session shares.
 #[derive(Clone)]
@@ -45,6 +55,10 @@ pub struct GatewayShared {
     pub catalog: crate::connectors::Catalog,
     /// Each connector's tool list renamed `{connector}__{tool}`, made once per upstream listing.
     pub exposed: Arc<ExposedTools>,
+    /// Elevation requests from agents, per-call approvals.
+    pub workflow: Workflow,
+    /// For the dashboard links in errors.
+    pub public_url: String,
 }
 
 /// The aggregate endpoint's names for each connector's cached tool list: built when a listing
@@ -177,6 +191,7 @@ impl ServerHandler for Gateway {
         if recorded {
             snap = self.shared.snapshot.get();
         }
+        let now_ms = self.shared.clock.now().timestamp_millis();
         let mut out: Vec<Tool> = Vec::new();
         for (c, tools) in connectors.iter().zip(fetched) {
             let name = &c.connector.name;
@@ -188,20 +203,41 @@ impl ServerHandler for Gateway {
                     continue;
                 }
             };
-            let Some(listing) = snap.listing(&who, name).filter(|l| !l.is_empty()) else {
+            let Some(listing) = snap.listing(&who, name, now_ms).filter(|l| !l.is_empty()) else {
                 continue;
             };
-            if scope.is_some() {
-                out.extend(tools.iter().filter(|t| listing.allows(&t.name)).cloned());
-                continue;
-            }
             let exposed = self.shared.exposed.of(name, &tools);
             for (tool, renamed) in tools.iter().zip(exposed.iter()) {
-                if let Some(renamed) = renamed
-                    && listing.allows(&tool.name)
-                {
-                    out.push(renamed.clone());
+                let shown = if scope.is_some() {
+                    tool
+                } else {
+                    match renamed {
+                        Some(r) => r,
+                        None => continue,
+                    }
+                };
+                if listing.allows(&tool.name) {
+                    match listing.approval_group(&tool.name) {
+                        Some(_) => out.push(annotated(
+                            shown,
+                            "[Each call needs an approver's yes: the first call returns an approval id; repeat the same call with the same arguments once approved.]",
+                        )),
+                        None => out.push(shown.clone()),
+                    }
+                } else if let Some(profile) = listing.eligible_for(&tool.name) {
+                    out.push(annotated(
+                        shown,
+                        &format!(
+                            "[Needs just-in-time elevation \"{profile}\": request it with {REQUEST_TOOL} or in the dashboard.]"
+                        ),
+                    ));
                 }
+            }
+        }
+        if scope.is_none() && snap.elevation_settings().agent_requests {
+            let profiles = snap.eligible_profile_names(&who);
+            if !profiles.is_empty() {
+                out.push(request_tool(&profiles));
             }
         }
         Ok(ListToolsResult::with_all_items(out))
@@ -221,14 +257,28 @@ impl ServerHandler for Gateway {
             Some(c) => (c.as_str(), exposed.as_str()),
             None => split_exposed_tool_name(&exposed).unwrap_or(("", &exposed)),
         };
+        if scope.is_none() && exposed == REQUEST_TOOL {
+            return self.request_elevation(&who, request).await;
+        }
         let (snap, discovery_failed) = self.snapshot_knowing(connector, tool).await;
-        let verdict = if connector.is_empty() {
-            toolgate_domain::policy::Verdict::Deny {
-                rule: "not a {connector}__{tool} name".into(),
+        let decision = if connector.is_empty() {
+            CallDecision {
+                verdict: toolgate_domain::policy::Verdict::Deny {
+                    rule: "not a {connector}__{tool} name".into(),
+                },
+                elevation: None,
+                eligible: vec![],
+                approval_group: None,
             }
         } else {
-            snap.decide(&who, connector, tool)
+            snap.decide_call(
+                &who,
+                connector,
+                tool,
+                self.shared.clock.now().timestamp_millis(),
+            )
         };
+        let verdict = &decision.verdict;
         let dlp = snap.dlp_plan(&who, connector);
 
         // The arguments as sent are hashed; the copy kept in the log is redacted.
@@ -274,6 +324,7 @@ impl ServerHandler for Gateway {
             args_redacted: (!args_logged.is_null())
                 .then(|| truncate_utf8(&args_logged.to_string(), MAX_ARGS_BYTES).to_string()),
             args_hash: Some(sha256_hex(args_text.as_bytes())),
+            elevation_id: decision.elevation.clone(),
             bytes_in: Some(args_text.len() as i64),
             dlp_findings: args_findings.clone(),
             ..NewAuditEvent::new(self.shared.clock.now(), "tool_call", &who.user_name)
@@ -301,6 +352,16 @@ impl ServerHandler for Gateway {
         let Some(target) = target else {
             tracing::info!(principal = %who.user_name, tool = %exposed, rule = %verdict.rule(), "tool call denied");
             event.latency_us = started.elapsed().as_micros() as i64;
+            if !decision.eligible.is_empty() {
+                // The caller may ask for this: say how, instead of a bare refusal.
+                event.rule = Some(format!(
+                    "{}; eligible for elevation {}",
+                    verdict.rule(),
+                    decision.eligible.join(", ")
+                ));
+                self.record(event, false).await?;
+                return Err(self.elevation_required(&exposed, &decision.eligible));
+            }
             self.record(event, false).await?;
             return Err(not_permitted(&exposed));
         };
@@ -339,6 +400,91 @@ impl ServerHandler for Gateway {
             }
         }
 
+        // A tool that needs a yes for each call: run only against an unused approval of exactly
+        // this caller, tool and arguments.
+        if let Some(group) = &decision.approval_group {
+            let binding = CallBinding {
+                subject_kind: who.kind.as_str().into(),
+                subject_id: who.user_id.clone(),
+                subject_name: who.user_name.clone(),
+                client_name: event.client_name.clone(),
+                connector: connector.to_string(),
+                tool: tool.to_string(),
+                args_hash: event.args_hash.clone().unwrap_or_default(),
+                args_redacted: event.args_redacted.clone(),
+                approver_group: group.to_string(),
+            };
+            let ttl_ms = i64::from(snap.elevation_settings().approval_ttl_minutes) * 60_000;
+            let claim = self
+                .shared
+                .workflow
+                .store
+                .claim_call_approval(&binding, ttl_ms)
+                .await;
+            match claim {
+                Ok(Claim::Run(id)) => {
+                    event.rule = Some(format!("{}; approved call {id}", verdict.rule()));
+                    event.approval_id = Some(id);
+                }
+                Ok(Claim::Pending(id, new)) => {
+                    event.outcome = Outcome::PendingApproval;
+                    event.rule = Some(format!(
+                        "{}; each call needs approval ({id})",
+                        verdict.rule()
+                    ));
+                    event.approval_id = Some(id.clone());
+                    event.latency_us = started.elapsed().as_micros() as i64;
+                    self.record(event, false).await?;
+                    if new && let Ok(a) = self.shared.workflow.store.call_approval(&id).await {
+                        self.shared.workflow.notifier.notify(Notice::Approval {
+                            event: "approval.requested",
+                            approval: a,
+                        });
+                    }
+                    return Err(ErrorData::new(
+                        APPROVAL_PENDING,
+                        format!(
+                            "tool \"{exposed}\" needs an approver's yes for this exact call: approval {id} is pending. Repeat the same call with the same arguments once it is approved ({}).",
+                            crate::elevation::approvals_link(&self.shared.public_url)
+                        ),
+                        Some(serde_json::json!({
+                            "approval_id": id,
+                            "status": "pending",
+                            "link": crate::elevation::approvals_link(&self.shared.public_url),
+                        })),
+                    ));
+                }
+                Ok(Claim::Denied(id, comment)) => {
+                    event.decision = AuditDecision::Deny;
+                    event.rule = Some(format!("approval {id} was denied"));
+                    event.approval_id = Some(id.clone());
+                    event.latency_us = started.elapsed().as_micros() as i64;
+                    self.record(event, false).await?;
+                    return Err(ErrorData::new(
+                        APPROVAL_DENIED,
+                        format!(
+                            "an approver refused this call of tool \"{exposed}\" (approval {id}){}",
+                            comment.map(|c| format!(": {c}")).unwrap_or_default()
+                        ),
+                        Some(serde_json::json!({ "approval_id": id, "status": "denied" })),
+                    ));
+                }
+                Err(e) => {
+                    // Fail closed: without the approval store nothing that needs one runs.
+                    tracing::error!(error = %e, "per-call approval lookup failed; call refused");
+                    event.decision = AuditDecision::Deny;
+                    event.rule = Some(format!("approval lookup failed: {e}"));
+                    event.latency_us = started.elapsed().as_micros() as i64;
+                    self.record(event, false).await?;
+                    return Err(ErrorData::new(
+                        UPSTREAM_UNAVAILABLE,
+                        "the approval store is unavailable; the call was not made",
+                        None,
+                    ));
+                }
+            }
+        }
+
         // Nothing is forwarded before its record is durable (fail closed).
         event.outcome = Outcome::Forwarded;
         event.latency_us = started.elapsed().as_micros() as i64;
@@ -362,6 +508,8 @@ impl ServerHandler for Gateway {
             tool: event.tool.clone(),
             request_id: event.request_id.clone(),
             call_id: Some(call_id),
+            elevation_id: event.elevation_id.clone(),
+            approval_id: event.approval_id.clone(),
             ..NewAuditEvent::new(self.shared.clock.now(), "tool_result", &who.user_name)
         };
         let response: Result<CallToolResult, ErrorData> = match result {
@@ -735,6 +883,39 @@ impl CallMeta {
 /// Scans (and, when the action says so, redacts) the text a tool returned: text content,
 /// embedded resource text and structured content. Returns the result to send, its size in
 /// bytes and the findings. Binary content (images, audio) is left alone.
+/// A tool as listed, with a note in front of its description.
+fn annotated(tool: &Tool, note: &str) -> Tool {
+    let mut t = tool.clone();
+    t.description = Some(match tool.description.as_deref() {
+        Some(d) if !d.is_empty() => format!("{note} {d}").into(),
+        _ => note.to_string().into(),
+    });
+    t
+}
+
+/// The gateway's own tool: ask for an elevation on the person's behalf (a human approves).
+fn request_tool(profiles: &[String]) -> Tool {
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "profile": {"type": "string", "enum": profiles, "description": "The elevation profile to request."},
+            "justification": {"type": "string", "description": "Why the elevation is needed; approvers read this."},
+            "minutes": {"type": "integer", "minimum": 1, "description": "How long; the profile's maximum when left out or larger."},
+            "ticket": {"type": "string", "description": "A ticket or change reference, when the profile asks for one."}
+        },
+        "required": ["profile", "justification"],
+        "additionalProperties": false
+    });
+    Tool::new(
+        REQUEST_TOOL,
+        format!(
+            "Ask for a time-bounded elevation (just-in-time access) on behalf of the person you act for. An approver decides; nothing is unlocked before. Profiles you may request: {}.",
+            profiles.join(", ")
+        ),
+        Arc::new(schema.as_object().cloned().unwrap_or_default()),
+    )
+}
+
 fn scan_result(r: CallToolResult, plan: &DlpPlan) -> (CallToolResult, usize, Findings) {
     let redact = plan.action == DlpAction::Redact;
     let mut value = match serde_json::to_value(&r) {
@@ -968,6 +1149,113 @@ impl Gateway {
     /// Writes an audit event and waits until it is durable. If it cannot be written the caller
     /// gets an error instead (fail closed) unless `audit_fail_open` is set, in which case the
     /// failure is logged at error level and counted.
+    /// The error for a tool only an elevation (that the caller may request) would allow.
+    fn elevation_required(&self, exposed: &str, profiles: &[String]) -> ErrorData {
+        let link = crate::elevation::access_link(
+            &self.shared.public_url,
+            profiles.first().map(String::as_str),
+        );
+        ErrorData::new(
+            ELEVATION_REQUIRED,
+            format!(
+                "tool \"{exposed}\" needs a just-in-time elevation you have not activated: request profile {} at {link} (or call {REQUEST_TOOL}); an approver decides",
+                profiles
+                    .iter()
+                    .map(|p| format!("\"{p}\""))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+            Some(serde_json::json!({
+                "profiles": profiles,
+                "link": link,
+                "request_tool": REQUEST_TOOL,
+            })),
+        )
+    }
+
+    /// `toolgate__request_elevation`: validation problems come back as a tool error the agent
+    /// can read; nothing is unlocked until an approver (or an auto-approving profile) says so.
+    async fn request_elevation(
+        &self,
+        who: &Principal,
+        request: CallToolRequestParams,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let snap = self.shared.snapshot.get();
+        if !snap.elevation_settings().agent_requests || snap.eligible_profile_names(who).is_empty()
+        {
+            return Err(not_permitted(REQUEST_TOOL));
+        }
+        let args = serde_json::Value::Object(request.arguments.unwrap_or_default());
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+        let minutes = match args.get("minutes") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => match v.as_u64().and_then(|m| u32::try_from(m).ok()) {
+                Some(m) => Some(m),
+                None => {
+                    return Ok(CallToolResponse::from(CallToolResult::error(vec![
+                        rmcp::model::ContentBlock::text("minutes must be a positive whole number"),
+                    ])));
+                }
+            },
+        };
+        let ask = ElevationAsk {
+            profile: args.get("profile").and_then(text).unwrap_or_default(),
+            justification: args.get("justification").and_then(text).unwrap_or_default(),
+            ticket: args.get("ticket").and_then(text),
+            minutes,
+        };
+        let actor = Actor {
+            id: who.user_id.clone(),
+            name: who.user_name.clone(),
+            kind: who.kind.as_str(),
+        };
+        let result = match self
+            .shared
+            .workflow
+            .store
+            .elevation_subject(who.kind.as_str(), &who.user_id)
+            .await
+        {
+            Ok(subject) => {
+                self.shared
+                    .workflow
+                    .request(subject, &actor, &ask, "agent")
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let link = crate::elevation::access_link(&self.shared.public_url, None);
+        Ok(CallToolResponse::from(match result {
+            Ok(e) if e.status == toolgate_domain::elevation::ElevationStatus::Active => {
+                CallToolResult::success(vec![rmcp::model::ContentBlock::text(format!(
+                    "Elevation {} (profile \"{}\") is active until {} (auto-approved). Retry the tool.",
+                    e.id,
+                    e.profile_name,
+                    e.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+                ))])
+            }
+            Ok(e) => CallToolResult::success(vec![rmcp::model::ContentBlock::text(format!(
+                "Elevation request {} (profile \"{}\", {} minutes) is waiting for an approver. Nothing is unlocked until it is approved; the person can follow it at {link}.",
+                e.id, e.profile_name, e.minutes
+            ))]),
+            Err(
+                e @ (toolgate_domain::Error::Invalid(_)
+                | toolgate_domain::Error::Conflict(_)
+                | toolgate_domain::Error::Forbidden(_)
+                | toolgate_domain::Error::NotFound(_)),
+            ) => CallToolResult::error(vec![rmcp::model::ContentBlock::text(format!(
+                "elevation not requested: {e}"
+            ))]),
+            Err(e) => {
+                tracing::error!(error = %e, "elevation request from an agent failed");
+                return Err(ErrorData::internal_error(
+                    "the elevation request could not be recorded",
+                    None,
+                ));
+            }
+        }))
+    }
+
     async fn record(&self, event: NewAuditEvent, is_result: bool) -> Result<(), ErrorData> {
         if event.kind == "tool_call" && event.outcome != Outcome::Forwarded
             || event.kind == "tool_result"

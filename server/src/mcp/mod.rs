@@ -58,6 +58,8 @@ pub fn router(state: &AppState, shutdown: CancellationToken) -> Router<AppState>
         fail_open: state.config.audit_fail_open,
         catalog: state.catalog.clone(),
         exposed: Arc::default(),
+        workflow: state.workflow.clone(),
+        public_url: state.config.public_url(),
     };
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(allowed_hosts(&state.config.public_url()))

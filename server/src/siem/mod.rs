@@ -7,7 +7,7 @@
 //! `dashboard_hooks` lets the dashboard's server functions test sinks.
 
 pub mod api;
-mod transport;
+pub(crate) mod transport;
 mod worker;
 
 pub use transport::check_config;

@@ -411,7 +411,7 @@ impl UdpSink {
 }
 
 /// A DNS resolver that leaves out cloud metadata addresses.
-struct GuardedResolver;
+pub(crate) struct GuardedResolver;
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {

@@ -29,6 +29,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         audit: state.audit.clone(),
         public_url: state.config.public_url(),
         audit_policy: state.config.audit_policy(),
+        workflow: state.workflow.clone(),
     };
     let hooks = crate::siem::dashboard_hooks(state.store.clone(), state.audit.clone());
     let connector_hooks = connector_hooks::dashboard_hooks(state);

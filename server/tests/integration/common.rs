@@ -76,10 +76,36 @@ async fn spawn_app_on(dir: tempfile::TempDir, database_url: String) -> TestApp {
     spawn_app_configured(dir, database_url, |_| {}).await
 }
 
+/// The app on SQLite (or, with `postgres`, an isolated PostgreSQL schema) taking its time from
+/// `clock`, for time-travel tests.
+pub async fn spawn_app_clocked(
+    clock: Arc<toolgate_domain::clock::ManualClock>,
+    postgres: bool,
+) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = if postgres {
+        toolgate_domain::store::isolated_postgres_url(&postgres_base_url())
+            .await
+            .expect("pg schema")
+    } else {
+        format!("sqlite://{}/toolgate.db", dir.path().display())
+    };
+    spawn_app_full(dir, url, |_| {}, Some(clock)).await
+}
+
 async fn spawn_app_configured(
     dir: tempfile::TempDir,
     database_url: String,
     change: impl FnOnce(&mut Config),
+) -> TestApp {
+    spawn_app_full(dir, database_url, change, None).await
+}
+
+async fn spawn_app_full(
+    dir: tempfile::TempDir,
+    database_url: String,
+    change: impl FnOnce(&mut Config),
+    clock: Option<Arc<toolgate_domain::clock::ManualClock>>,
 ) -> TestApp {
     let mut config = Config {
         listen: "127.0.0.1:0".into(),
@@ -89,7 +115,11 @@ async fn spawn_app_configured(
         ..Config::default()
     };
     change(&mut config);
-    let server = toolgate::start(config).await.expect("app starts");
+    let server = match clock {
+        Some(c) => toolgate::start_with_clock(config, c).await,
+        None => toolgate::start(config).await,
+    }
+    .expect("app starts");
     let (_, admin_token) = server
         .state
         .store

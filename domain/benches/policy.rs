@@ -219,6 +219,71 @@ fn bench_decide(c: &mut Criterion) {
         });
     }
     g.finish();
+    bench_decide_call(c, &r, &who);
+}
+
+/// `Snapshot::decide_call` (the gateway's decision) with just-in-time elevations: 20 profiles,
+/// the caller eligible for all and holding one active elevation that unlocks `push_record`.
+fn bench_decide_call(c: &mut Criterion, r: &Rows, who: &Principal) {
+    use toolgate_domain::elevation::{ElevationProfile, ProfileTarget};
+    let mut snap = snapshot(r);
+    let now = chrono::DateTime::from_timestamp(1_900_000_000, 0).expect("time");
+    let profiles: Vec<ElevationProfile> = (0..20)
+        .map(|i| ElevationProfile {
+            id: format!("p-{i}"),
+            name: format!("Profile {i}"),
+            description: String::new(),
+            targets: vec![ProfileTarget {
+                connector: "conn-000".into(),
+                tools: vec![if i == 0 {
+                    "push_record".into()
+                } else {
+                    format!("tool_{i}")
+                }],
+                max_risk: None,
+            }],
+            eligible_groups: who.groups.clone(),
+            approver_group: "g-0000".into(),
+            max_minutes: 60,
+            justification_required: true,
+            ticket_required: false,
+            auto_approve: false,
+            requester_sets_duration: true,
+            enabled: true,
+            created_at: now,
+            updated_at: now,
+        })
+        .collect();
+    let now_ms = now.timestamp_millis();
+    snap.set_elevations(
+        profiles,
+        vec![toolgate_domain::store::ActiveElevationRow {
+            id: "e-1".into(),
+            subject_id: who.user_id.clone(),
+            profile_id: "p-0".into(),
+            expires_at: now_ms + 3_600_000,
+        }],
+    );
+    let mut g = c.benchmark_group("decide_call");
+    let cases = [
+        ("group_allow", "get_file", now_ms, true),
+        ("elevated", "push_record", now_ms, true),
+        (
+            "elevation_expired_eligible",
+            "push_record",
+            now_ms + 3_600_000,
+            false,
+        ),
+        ("not_in_catalog", "merge_record", now_ms, false),
+    ];
+    for (label, tool, at, allowed) in cases {
+        let d = snap.decide_call(who, "conn-000", tool, at);
+        assert_eq!(d.verdict.is_allowed(), allowed, "{label}: {d:?}");
+        g.bench_function(label, |b| {
+            b.iter(|| black_box(snap.decide_call(black_box(who), "conn-000", black_box(tool), at)))
+        });
+    }
+    g.finish();
 }
 
 /// `Gateway::list_tools` without the upstream fetch: the tools each connector listed are decided

@@ -50,7 +50,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/policies") view=pages::policies::PoliciesPage />
                     <Route path=path!("/simulator") view=pages::simulator::SimulatorPage />
                     <Route path=path!("/audit") view=pages::audit::AuditPage />
-                    <Route path=path!("/approvals") view=|| view! { <pages::Coming title="Approvals" what="Approver inbox for just-in-time elevation and per-call approval." /> } />
+                    <Route path=path!("/access") view=pages::elevation::access::AccessPage />
+                    <Route path=path!("/approvals") view=pages::elevation::approvals::ApprovalsPage />
+                    <Route path=path!("/elevation-profiles") view=pages::elevation::profiles::ElevationProfilesPage />
                     <Route path=path!("/users") view=pages::users::UsersPage />
                     <Route path=path!("/service-principals") view=pages::service_principals::ServicePrincipalsPage />
                     <Route path=path!("/service-principals/:id") view=pages::service_principals::ServicePrincipalPage />
@@ -76,6 +78,14 @@ fn Layout() -> impl IntoView {
     );
     let location = leptos_router::hooks::use_location();
     let at_home = move || location.pathname.get_untracked() == "/";
+    // The approvals page bumps this after decisions; navigating reloads it too, so the count of
+    // what waits follows requests made meanwhile.
+    let approval_tick = RwSignal::new(0u64);
+    provide_context(pages::elevation::ApprovalTick(approval_tick));
+    let pending = Resource::new(
+        move || (approval_tick.get(), location.pathname.get()),
+        |_| pages::elevation::fns::pending_approvals_count(),
+    );
     view! {
         <div class="layout">
             <nav class="sidebar" aria-label="Main">
@@ -88,9 +98,19 @@ fn Layout() -> impl IntoView {
                         let signed_in = me.await.ok().flatten().map(|u| u.role);
                         let role = signed_in.unwrap_or(DashboardRole::User);
                         let to_review = reviews.await.ok().flatten().filter(|n| *n > 0);
+                        let to_decide = pending.await.ok().flatten().filter(|n| *n > 0);
                         view! {
                             {role.may(Page::Overview).then(|| view! { <A href="/" exact=true>"Overview"</A> })}
                             {role.may(Page::Connect).then(|| view! { <A href="/connect">"Connect your agent"</A> })}
+                            {role.may(Page::Access).then(|| view! { <A href="/access">"My access"</A> })}
+                            {role.may(Page::Approvals).then(|| view! {
+                                <div class="nav-item">
+                                    <A href="/approvals">"Approvals"</A>
+                                    {to_decide.map(|n| view! {
+                                        <span class="badge nav-count" id="nav-approvals-count" title="requests and calls waiting for your decision">{n}</span>
+                                    })}
+                                </div>
+                            })}
                             {role.may(Page::Connectors).then(|| view! {
                                 <div class="nav-item">
                                     <A href="/connectors">"Connectors"</A>
@@ -101,16 +121,13 @@ fn Layout() -> impl IntoView {
                             })}
                             {role.may(Page::Groups).then(|| view! { <A href="/groups">"Groups & policies"</A> })}
                             {role.may(Page::Policies).then(|| view! { <A href="/policies">"Policy matrix"</A> })}
+                            {role.may(Page::ElevationProfiles).then(|| view! { <A href="/elevation-profiles">"Elevation profiles"</A> })}
                             {role.may(Page::Simulator).then(|| view! { <A href="/simulator">"Simulator"</A> })}
                             {role.may(Page::Audit).then(|| view! { <A href="/audit">"Audit"</A> })}
                             {role.may(Page::Users).then(|| view! { <A href="/users">"Users"</A> })}
                             {role.may(Page::ServicePrincipals).then(|| view! { <A href="/service-principals">"Service principals"</A> })}
                             {role.may(Page::OAuthClients).then(|| view! { <A href="/oauth-clients">"OAuth clients"</A> })}
                             {role.may(Page::Settings).then(|| view! { <A href="/settings">"Settings"</A> })}
-                            {role.may(Page::Approvals).then(|| view! {
-                                <span class="nav-section">"Coming"</span>
-                                <A href="/approvals">"Approvals" <span class="badge">"coming"</span></A>
-                            })}
                             // People without a dashboard role land on the overview they may
                             // not see: their page is Connect.
                             {(signed_in == Some(DashboardRole::User) && at_home()).then(|| view! { <Redirect path="/connect" /> })}

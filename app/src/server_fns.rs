@@ -17,7 +17,9 @@ use crate::auth::{
 pub(crate) fn shown(e: toolgate_domain::Error) -> ServerFnError {
     use toolgate_domain::Error as E;
     match e {
-        E::Invalid(m) | E::Conflict(m) | E::PreconditionFailed(m) => ServerFnError::new(m),
+        E::Invalid(m) | E::Conflict(m) | E::PreconditionFailed(m) | E::Forbidden(m) => {
+            ServerFnError::new(m)
+        }
         E::NotFound(what) => ServerFnError::new(format!("{what} not found")),
         E::Unauthenticated => ServerFnError::new("wrong user name or password"),
         E::AuditUnavailable => ServerFnError::new("the audit log is unavailable"),

@@ -200,7 +200,7 @@ test('alice signs in through Entra and gets the auditor dashboard', async ({ pag
   await expect(page.locator('span#role')).toHaveText('auditor');
   await expect(page.locator('.whoami strong')).toHaveText(people.alice.upn);
   const nav = page.locator('nav.sidebar');
-  await expect(nav.getByRole('link')).toHaveText(['Overview', 'Connect your agent', 'Audit']);
+  await expect(nav.getByRole('link')).toHaveText(['Overview', 'Connect your agent', 'My access', 'Audit']);
   for (const name of ['Connectors', 'Groups & policies', 'Settings', 'Users', 'Approvals']) {
     await expect(nav.getByRole('link', { name })).toHaveCount(0);
   }
@@ -254,7 +254,7 @@ test('carol, in no mapped group, signs in with role user and lands on Connect', 
   await ssoSignIn(page, people.carol);
   await expect(page).toHaveURL(`${base}/connect`);
   await expect(page.locator('span#role')).toHaveText('user');
-  await expect(page.locator('nav.sidebar').getByRole('link')).toHaveText(['Connect your agent']);
+  await expect(page.locator('nav.sidebar').getByRole('link')).toHaveText(['Connect your agent', 'My access']);
   await expect(page.locator('#snippet-claude')).toContainText(`${base}/mcp`);
   await expect(page.locator('#no-consents')).toBeVisible();
   await page.waitForLoadState('networkidle');

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod connect;
 pub mod connectors;
 pub mod dlp;
+pub mod elevation;
 pub mod groups;
 pub mod login;
 pub mod oauth_clients;
@@ -16,16 +17,6 @@ pub mod simulator;
 pub mod users;
 
 use leptos::prelude::*;
-
-/// A page that is planned but not built yet, clearly marked as such.
-#[component]
-pub fn Coming(title: &'static str, what: &'static str) -> impl IntoView {
-    view! {
-        <h1>{title} " " <span class="badge">"coming"</span></h1>
-        <p class="muted">{what}</p>
-        <p>"This part of Toolgate is not available yet."</p>
-    }
-}
 
 /// An error from a server function, shown inline.
 #[component]

@@ -2,8 +2,8 @@
 //! catalog with risk levels (suggested or set by an admin) and review states.
 
 use super::fns::{
-    ConnectorDetail, RefreshTools, ReviewTool, SetConnectorEnabled, SetToolRisk, SyncReport,
-    get_connector_detail,
+    ConnectorDetail, RefreshTools, ReviewTool, SetConnectorEnabled, SetToolApproval, SetToolRisk,
+    SyncReport, get_connector_detail,
 };
 use super::{
     bump_reviews_after, endpoint, health_badge, review_badge, review_buttons, risk_badge,
@@ -13,7 +13,7 @@ use crate::pages::{ErrorNote, action_error, error_text};
 use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
-use toolgate_domain::model::CatalogTool;
+use toolgate_domain::model::{CatalogTool, Group};
 use toolgate_domain::policy::Review;
 use toolgate_domain::risk::Risk;
 
@@ -28,6 +28,7 @@ pub fn ConnectorPage() -> impl IntoView {
     let name = move || params.read().get("name").unwrap_or_default();
     let refresh = ServerAction::<RefreshTools>::new();
     let set_risk = ServerAction::<SetToolRisk>::new();
+    let set_approval = ServerAction::<SetToolApproval>::new();
     let review = ServerAction::<ReviewTool>::new();
     let set_enabled = ServerAction::<SetConnectorEnabled>::new();
     bump_reviews_after(review);
@@ -38,6 +39,7 @@ pub fn ConnectorPage() -> impl IntoView {
                 name(),
                 refresh.version().get(),
                 set_risk.version().get(),
+                set_approval.version().get(),
                 review.version().get(),
                 set_enabled.version().get(),
             )
@@ -48,12 +50,13 @@ pub fn ConnectorPage() -> impl IntoView {
         <p class="crumbs"><A href="/connectors">"← Connectors"</A></p>
         <h1>{name}</h1>
         {action_error(set_risk)}
+        {action_error(set_approval)}
         {action_error(review)}
         {action_error(set_enabled)}
         <Transition fallback=|| view! { <p>"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(d) => detail_view(d, refresh, set_risk, review, set_enabled).into_any(),
+                    Ok(d) => detail_view(d, refresh, set_risk, set_approval, review, set_enabled).into_any(),
                     Err(e) => view! { <ErrorNote message=error_text(&e) /> }.into_any(),
                 }
             })}
@@ -65,6 +68,7 @@ fn detail_view(
     d: ConnectorDetail,
     refresh: ServerAction<RefreshTools>,
     set_risk: ServerAction<SetToolRisk>,
+    set_approval: ServerAction<SetToolApproval>,
     review: ServerAction<ReviewTool>,
     set_enabled: ServerAction<SetConnectorEnabled>,
 ) -> impl IntoView {
@@ -138,7 +142,7 @@ fn detail_view(
             {if present.is_empty() {
                 view! { <p class="muted" id="no-tools">"No tools known yet: refresh once the upstream is reachable."</p> }.into_any()
             } else {
-                catalog_table(present, set_risk, review).into_any()
+                catalog_table(present, &d.groups, set_risk, set_approval, review).into_any()
             }}
             {(!gone.is_empty()).then(|| view! {
                 <h3>"No longer listed by the upstream"</h3>
@@ -174,15 +178,19 @@ fn sync_text(s: &SyncReport) -> String {
 
 fn catalog_table(
     tools: Vec<CatalogTool>,
+    groups: &[Group],
     set_risk: ServerAction<SetToolRisk>,
+    set_approval: ServerAction<SetToolApproval>,
     review: ServerAction<ReviewTool>,
-) -> impl IntoView {
+) -> impl IntoView + use<> {
     view! {
         <table id="catalog-table">
-            <thead><tr><th>"Tool"</th><th>"Description"</th><th>"Risk"</th><th>"Review"</th></tr></thead>
+            <thead><tr><th>"Tool"</th><th>"Description"</th><th>"Risk"</th><th>"Approve each call"</th><th>"Review"</th></tr></thead>
             <tbody>
                 {tools.into_iter().map(|t| {
                     let (cid, name) = (t.connector_id.clone(), t.name.clone());
+                    let (approval_cid, approval_name) = (t.connector_id.clone(), t.name.clone());
+                    let approval = t.approval_group.clone().unwrap_or_default();
                     let current = if t.risk_overridden { t.risk.as_str() } else { "" };
                     let suggested = if t.risk_overridden {
                         "Suggested".to_string()
@@ -190,7 +198,7 @@ fn catalog_table(
                         format!("Suggested ({})", t.risk.label())
                     };
                     view! {
-                        <tr data-tool=t.name.clone() data-review=t.review.as_str() data-risk=t.risk.as_str()>
+                        <tr data-tool=t.name.clone() data-review=t.review.as_str() data-risk=t.risk.as_str() data-approval=approval.clone()>
                             <td class="tool"><code>{t.name.clone()}</code></td>
                             <td class="description muted small" title=t.description.clone()>{truncate(&t.description, 120)}</td>
                             <td class="risk">
@@ -207,6 +215,21 @@ fn catalog_table(
                                     <option value="" selected=current.is_empty()>{suggested}</option>
                                     {Risk::ALL.into_iter().map(|r| view! {
                                         <option value=r.as_str() selected=current == r.as_str()>{r.label()}</option>
+                                    }).collect_view()}
+                                </select>
+                            </td>
+                            <td class="approval">
+                                <select class="approval-select" aria-label=format!("Approver group for each call of {}", t.name)
+                                    on:change=move |ev| {
+                                        set_approval.dispatch(SetToolApproval {
+                                            connector_id: approval_cid.clone(),
+                                            tool: approval_name.clone(),
+                                            group: event_target_value(&ev),
+                                        });
+                                    }>
+                                    <option value="" selected=approval.is_empty()>"No (policy decides)"</option>
+                                    {groups.iter().map(|g| view! {
+                                        <option value=g.id.clone() selected=approval == g.id>{format!("Yes: {}", g.display_name)}</option>
                                     }).collect_view()}
                                 </select>
                             </td>

@@ -111,6 +111,8 @@ pub struct CreatedConnector {
 pub struct ConnectorDetail {
     pub status: ConnectorStatus,
     pub tools: Vec<CatalogTool>,
+    /// Every group, for the per-tool "approve each call" choice.
+    pub groups: Vec<toolgate_domain::model::Group>,
 }
 
 /// The add wizard's fields as typed. Secret values travel to the server once and are never
@@ -343,7 +345,16 @@ pub async fn get_connector_detail(name: String) -> Result<ConnectorDetail, Serve
         .catalog(&status.connector.id)
         .await
         .map_err(crate::server_fns::shown)?;
-    Ok(ConnectorDetail { status, tools })
+    let groups = ctx
+        .store
+        .list_groups()
+        .await
+        .map_err(crate::server_fns::shown)?;
+    Ok(ConnectorDetail {
+        status,
+        tools,
+        groups,
+    })
 }
 
 /// New and changed tools of every connector, waiting for an admin.
@@ -682,6 +693,44 @@ pub async fn set_tool_risk(
         "admin.catalog.risk",
         Some(review_view(&before)),
         Some(review_view(&after)),
+    )
+    .await;
+    crate::server_fns::changed(&ctx).await;
+    Ok(())
+}
+
+/// Makes every call of a tool wait for a member of `group` to approve it; an empty `group` ends
+/// that.
+#[server(prefix = "/fn", endpoint = "set_tool_approval")]
+pub async fn set_tool_approval(
+    connector_id: String,
+    tool: String,
+    group: String,
+) -> Result<(), ServerFnError> {
+    let (user, ctx) = crate::auth::require_admin().await?;
+    let group = Some(group.trim()).filter(|g| !g.is_empty());
+    let before = ctx
+        .store
+        .catalog_tool(&connector_id, &tool)
+        .await
+        .map_err(crate::server_fns::shown)?;
+    let after = ctx
+        .store
+        .set_tool_approval(&connector_id, &tool, group)
+        .await
+        .map_err(crate::server_fns::shown)?;
+    tracing::info!(admin = %user.username, connector = %after.connector_name, tool = %tool, group = ?after.approval_group, "tool approval set from the dashboard");
+    let view = |t: &CatalogTool| {
+        serde_json::json!({
+            "connector": t.connector_name, "tool": t.name, "approval_group": t.approval_group,
+        })
+    };
+    crate::server_fns::record_change(
+        &ctx,
+        &user.username,
+        "admin.catalog.approval",
+        Some(view(&before)),
+        Some(view(&after)),
     )
     .await;
     crate::server_fns::changed(&ctx).await;

@@ -35,13 +35,18 @@ pub async fn run(store: Store, every: Duration, retention_days: u32) {
     }
 }
 
-/// Drops what has no use any more: expired dashboard sessions, old authorization codes and
+/// Drops what has no use any more: expired dashboard sessions, MCP sessions unused for a day, old authorization codes and
 /// refresh tokens of ended grants (the audit log keeps the history).
 async fn housekeeping(store: &Store) {
     match store.delete_expired_sessions().await {
         Ok(n) if n > 0 => tracing::debug!(sessions = n, "expired sessions removed"),
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "removing expired sessions failed"),
+    }
+    match store.purge_mcp_sessions().await {
+        Ok(n) if n > 0 => tracing::debug!(sessions = n, "MCP sessions unused for a day removed"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "removing old MCP sessions failed"),
     }
     match store.purge_oauth_leftovers().await {
         Ok(n) if n > 0 => tracing::debug!(rows = n, "used codes and dead refresh tokens removed"),

@@ -21,6 +21,8 @@ mod mcp;
 mod oauth;
 #[path = "integration/oidc.rs"]
 mod oidc;
+#[path = "integration/replicas.rs"]
+mod replicas;
 #[path = "integration/scim.rs"]
 mod scim;
 #[path = "integration/siem.rs"]

@@ -9,6 +9,7 @@ mod connectors;
 mod directory;
 mod elevation;
 mod groups;
+mod mcp_sessions;
 mod oauth;
 mod policies;
 pub mod rekey;
@@ -37,6 +38,7 @@ pub use elevation::{
     ActiveElevationRow, ApprovalFilter, CallBinding, Claim, ElevationFilter, ElevationSubject,
     NewElevation,
 };
+pub use mcp_sessions::{MCP_SESSION_TTL_MS, McpSessionRow};
 pub use oauth::{
     AuthCode, ClientRecord, GrantInfo, GrantRefusal, Issued, NewOAuthClient, is_loopback_redirect,
     redirect_host, redirect_matches, validate_redirect_uri,

@@ -2,6 +2,7 @@
 //! handler behind it, and the pool of upstream connections it relays to.
 
 pub mod gateway;
+pub mod sessions;
 pub mod upstream;
 
 use crate::http::auth::bearer_token;
@@ -64,17 +65,26 @@ pub fn router(state: &AppState, shutdown: CancellationToken) -> Router<AppState>
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(allowed_hosts(&state.config.public_url()))
         .with_cancellation_token(shutdown);
+    // Sessions are kept in the database too, so any replica can serve them.
+    let stored = |service| {
+        let mut config = config.clone();
+        config.session_store = Some(Arc::new(sessions::DbSessionStore::new(
+            state.store.clone(),
+            service,
+        )));
+        config
+    };
     let aggregate_shared = shared.clone();
     let service = StreamableHttpService::new(
         move || Ok(Gateway::new(aggregate_shared.clone())),
         Arc::new(LocalSessionManager::default()),
-        config.clone(),
+        stored(sessions::Service::Aggregate),
     );
     // One connector alone, its tools under their own names; sessions of their own.
     let scoped = StreamableHttpService::new(
         move || Ok(Gateway::new(shared.clone())),
         Arc::new(LocalSessionManager::default()),
-        config,
+        stored(sessions::Service::Connector),
     );
     let one_connector = move |Path(connector): Path<String>, mut req: Request| {
         let svc = scoped.clone();
@@ -93,7 +103,7 @@ pub fn router(state: &AppState, shutdown: CancellationToken) -> Router<AppState>
         .route_layer(middleware::from_fn_with_state(
             McpAuth {
                 app: state.clone(),
-                owners: Arc::default(),
+                owners: Arc::new(sessions::SessionOwners::new(state.store.clone())),
             },
             authenticate,
         ))
@@ -138,7 +148,7 @@ async fn authenticate(State(auth): State<McpAuth>, mut req: Request, next: Next)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     if let Some(id) = &session
-        && !auth.owners.may_use(id, &owner)
+        && auth.owners.check(id, &owner).await == sessions::Access::Refused
     {
         // Someone else's session: the same answer as for a session that does not exist.
         return (StatusCode::NOT_FOUND, "session not found").into_response();
@@ -152,7 +162,7 @@ async fn authenticate(State(auth): State<McpAuth>, mut req: Request, next: Next)
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok()),
     ) {
-        (None, Some(new)) => auth.owners.record(new, owner),
+        (None, Some(new)) => auth.owners.record(new, owner).await,
         (Some(id), _) if ending && res.status().is_success() => auth.owners.forget(id),
         _ => {}
     }
@@ -165,51 +175,7 @@ const SESSION_HEADER: &str = "mcp-session-id";
 #[derive(Clone)]
 struct McpAuth {
     app: AppState,
-    owners: Arc<SessionOwners>,
-}
-
-/// MCP sessions are bound to the principal that opened them: a session id presented with
-/// another principal's credential is refused as unknown (a leaked id reads nobody's results).
-#[derive(Default)]
-struct SessionOwners {
-    owners: std::sync::Mutex<std::collections::HashMap<String, (String, std::time::Instant)>>,
-}
-
-/// Sessions remembered at most this long without use (rmcp ends idle ones well before).
-const SESSION_OWNER_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-impl SessionOwners {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (String, std::time::Instant)>>
-    {
-        self.owners.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether `owner` may use session `id` (unknown ids are left to the session manager).
-    fn may_use(&self, id: &str, owner: &str) -> bool {
-        let mut map = self.lock();
-        match map.get_mut(id) {
-            Some((o, seen)) if o == owner => {
-                *seen = std::time::Instant::now();
-                true
-            }
-            Some(_) => false,
-            None => true,
-        }
-    }
-
-    fn record(&self, id: &str, owner: String) {
-        let mut map = self.lock();
-        if map.len() >= 10_000 {
-            map.retain(|_, (_, seen)| seen.elapsed() < SESSION_OWNER_TTL);
-        }
-        map.insert(id.to_string(), (owner, std::time::Instant::now()));
-    }
-
-    fn forget(&self, id: &str) {
-        self.lock().remove(id);
-    }
+    owners: Arc<sessions::SessionOwners>,
 }
 
 /// Whether a JSON-RPC message (or batch) is a `tools/call` request.

@@ -295,6 +295,61 @@ async fn suite(url: String) {
     assert_eq!(store.delete_user_sessions(&alice.id).await.unwrap(), 1);
     assert!(store.session_counts().await.unwrap().is_empty());
 
+    // MCP sessions: stored by the hash of their id, owned once, forgotten after a day unused.
+    store
+        .save_mcp_session("mcp-1", "aggregate", "{\"p\":1}")
+        .await
+        .unwrap();
+    let row = store.load_mcp_session("mcp-1").await.unwrap().unwrap();
+    assert_eq!(
+        (row.service.as_str(), row.owner, row.state.as_str()),
+        ("aggregate", None, "{\"p\":1}")
+    );
+    assert!(store.claim_mcp_session("mcp-1", "person:a").await.unwrap());
+    assert!(
+        store.claim_mcp_session("mcp-1", "person:a").await.unwrap(),
+        "claiming again as the owner is idempotent"
+    );
+    assert!(
+        !store.claim_mcp_session("mcp-1", "person:b").await.unwrap(),
+        "someone else's session cannot be claimed"
+    );
+    assert!(
+        !store
+            .claim_mcp_session("unknown", "person:a")
+            .await
+            .unwrap()
+    );
+    // Saving again (a replayed handshake) keeps the owner.
+    store
+        .save_mcp_session("mcp-1", "aggregate", "{\"p\":2}")
+        .await
+        .unwrap();
+    let row = store.load_mcp_session("mcp-1").await.unwrap().unwrap();
+    assert_eq!(
+        (row.owner.as_deref(), row.state.as_str()),
+        (Some("person:a"), "{\"p\":2}")
+    );
+    store
+        .save_mcp_session("mcp-2", "connector", "{}")
+        .await
+        .unwrap();
+    clock.advance(Duration::hours(23));
+    store
+        .touch_mcp_sessions(&["mcp-2".to_string()])
+        .await
+        .unwrap();
+    clock.advance(Duration::hours(2));
+    assert!(
+        store.load_mcp_session("mcp-1").await.unwrap().is_none(),
+        "unused for a day"
+    );
+    assert!(store.load_mcp_session("mcp-2").await.unwrap().is_some());
+    assert_eq!(store.purge_mcp_sessions().await.unwrap(), 1);
+    store.delete_mcp_session("mcp-2").await.unwrap();
+    assert!(store.load_mcp_session("mcp-2").await.unwrap().is_none());
+    clock.advance(-Duration::hours(25)); // back to where the rest of the suite expects it
+
     // Audit: batch insert, newest first, keyset paging, overview counts.
     let batch: Vec<NewAuditEvent> = (0..5)
         .map(|i| {

@@ -991,6 +991,9 @@ pub struct SnapshotHandle {
     changes: tokio::sync::watch::Sender<u64>,
     /// This process, so it can ignore its own change notifications.
     instance: String,
+    /// PostgreSQL: whether the change listener is connected and LISTENing (a replica that is
+    /// not would miss other replicas' changes; `/readyz` reports it).
+    following: std::sync::atomic::AtomicBool,
 }
 
 impl SnapshotHandle {
@@ -1006,6 +1009,7 @@ impl SnapshotHandle {
             reload_lock: tokio::sync::Mutex::new(()),
             changes: tokio::sync::watch::Sender::new(1),
             instance: uuid::Uuid::new_v4().to_string(),
+            following: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -1045,9 +1049,21 @@ impl SnapshotHandle {
     /// when notifications may have been missed) the snapshot is rebuilt. Runs until the process
     /// ends; only PostgreSQL has other replicas.
     pub async fn follow_changes(self: Arc<Self>, database_url: String) {
-        use sqlx::postgres::PgListener;
+        use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+        use std::str::FromStr;
+        let options = match PgConnectOptions::from_str(&database_url) {
+            Ok(o) => o.application_name(&self.listener_name()),
+            Err(e) => {
+                tracing::error!(error = %e, "change listener: bad database URL; not following changes");
+                return;
+            }
+        };
+        // One connection, named so operators (and tests) can tell it apart.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with(options);
         loop {
-            let mut listener = match PgListener::connect(&database_url).await {
+            let mut listener = match PgListener::connect_with(&pool).await {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(error = %e, "change listener cannot connect; retrying in 1 s");
@@ -1061,24 +1077,57 @@ impl SnapshotHandle {
                 continue;
             }
             // Anything that changed while we were not listening.
-            if let Err(e) = self.reload().await {
-                tracing::warn!(error = %e, "snapshot reload failed");
+            if !self.catch_up().await {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
             }
             loop {
-                match listener.recv().await {
-                    Ok(n) if n.payload() == self.instance => {}
-                    Ok(_) => {
+                // `try_recv` (not `recv`, which reconnects silently) so a lost connection is
+                // seen: sqlx re-LISTENs at once, and what was notified in between is caught up
+                // by a rebuild.
+                match listener.try_recv().await {
+                    Ok(Some(n)) if n.payload() == self.instance => {}
+                    Ok(Some(_)) => {
                         if let Err(e) = self.reload().await {
                             tracing::warn!(error = %e, "snapshot reload after a change notification failed");
                         }
                     }
+                    Ok(None) => {
+                        self.following.store(false, Ordering::SeqCst);
+                        tracing::warn!(
+                            "change listener lost its connection; reconnected, catching up"
+                        );
+                        if !self.catch_up().await {
+                            break;
+                        }
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "change listener lost its connection; reconnecting");
+                        self.following.store(false, Ordering::SeqCst);
+                        tracing::warn!(error = %e, "change listener failed; reconnecting");
                         break;
                     }
                 }
             }
         }
+    }
+
+    /// Rebuilds after a (re)connect of the change listener; following again when it worked.
+    async fn catch_up(&self) -> bool {
+        match self.reload().await {
+            Ok(()) => {
+                self.following.store(true, Ordering::SeqCst);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "snapshot reload failed; retrying in 1 s");
+                false
+            }
+        }
+    }
+
+    /// The PostgreSQL `application_name` of this process's change listener.
+    pub fn listener_name(&self) -> String {
+        format!("toolgate-changes-{}", &self.instance[..8])
     }
 
     /// SQLite: follows changes made by other processes on the same file (the CLI's `policy
@@ -1102,6 +1151,11 @@ impl SnapshotHandle {
                 Err(e) => tracing::warn!(error = %e, "cannot read the change marker"),
             }
         }
+    }
+
+    /// PostgreSQL: whether this replica currently hears other replicas' changes.
+    pub fn follows_changes(&self) -> bool {
+        self.following.load(Ordering::SeqCst)
     }
 
     /// A receiver that wakes whenever a new snapshot is in place.

@@ -1,4 +1,5 @@
-//! Operational endpoints: `/healthz` (process up), `/readyz` (database reachable), `/metrics`
+//! Operational endpoints: `/healthz` (process up), `/readyz` (database reachable and, on
+//! PostgreSQL, the change listener following other replicas), `/metrics`
 //! (Prometheus text), and the request counter behind them.
 
 use crate::metrics_names::HTTP_REQUESTS;
@@ -18,6 +19,17 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    // A replica that does not hear other replicas' changes could serve revoked access: not ready
+    // until its change listener is back (it reconnects and catches up by itself).
+    if state.store.backend() == toolgate_domain::store::Backend::Postgres
+        && !state.snapshot.follows_changes()
+    {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "not following configuration changes"})),
+        )
+            .into_response();
+    }
     match state.store.ping().await {
         Ok(()) => (
             StatusCode::OK,

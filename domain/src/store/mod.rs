@@ -324,6 +324,22 @@ pub async fn isolated_postgres_url(base: &str) -> Result<String> {
     Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
 }
 
+/// Test support: ends the PostgreSQL backends whose `application_name` is `name` (as a database
+/// restart or a network cut would); how many were ended.
+#[cfg(feature = "test-util")]
+pub async fn terminate_postgres_backends(base: &str, name: &str) -> Result<u64> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(base).await?;
+    let ended: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(name)
+    .fetch_all(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(ended.iter().filter(|(ok,)| *ok).count() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -498,3 +498,78 @@ async fn a_session_outlives_a_restart_on_sqlite() {
     assert!(after.text().await.unwrap_or_default().contains("up: after"));
     second.shutdown().await;
 }
+
+/// A replica whose change listener connection is killed (PostgreSQL restarted its backend, a
+/// network blip) reconnects by itself and catches up on what it may have missed: a policy whose
+/// notification B never heard is seen on B, and B is ready again.
+#[tokio::test]
+async fn a_replica_that_loses_its_change_listener_catches_up() {
+    if skip_postgres() {
+        eprintln!("TOOLGATE_TEST_SKIP_POSTGRES=1: skipped");
+        return;
+    }
+    let (a, b) = spawn_replicas_postgres().await;
+    let upstream = spawn_upstream("up").await;
+    let up = a.create_connector("up", &upstream.url).await;
+    let eng = a.create_group("eng").await;
+    let rita = a.create_user("rita").await;
+    a.add_member(&eng, &rita).await;
+    let token = a.personal_token(&rita).await;
+    let on_b = crate::common::mcp_client(&format!("{}/mcp", base_of(&b)), Some(&token))
+        .await
+        .expect("connect to B");
+    assert!(on_b.list_all_tools().await.expect("list").is_empty());
+    let ready = |app: &TestApp| {
+        let url = format!("{}/readyz", base_of(app));
+        let http = app.http.clone();
+        async move { http.get(url).send().await.is_ok_and(|r| r.status() == 200) }
+    };
+    within_a_second("B following changes", || ready(&b)).await;
+
+    // A change whose notification B never hears (written without NOTIFY, as if sent while B's
+    // listener was down), then B's listener connection is cut.
+    a.server
+        .state
+        .store
+        .put_rules(
+            &eng,
+            &up,
+            toolgate_domain::policy::ToolRules {
+                allow: vec!["echo".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("policy written");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        on_b.list_all_tools().await.expect("list").is_empty(),
+        "B heard of a change nobody announced"
+    );
+    let killed = toolgate_domain::store::terminate_postgres_backends(
+        &crate::common::postgres_base_url(),
+        &b.server.state.snapshot.listener_name(),
+    )
+    .await
+    .expect("terminate");
+    assert_eq!(killed, 1, "B's change listener was found and cut");
+    let start = Instant::now();
+    loop {
+        let names: Vec<String> = on_b
+            .list_all_tools()
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        if names == vec!["up__echo".to_string()] {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "B did not catch up after losing its listener"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    within_a_second("B ready again", || ready(&b)).await;
+}

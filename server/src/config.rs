@@ -55,6 +55,12 @@ pub struct Config {
     /// lost even on power loss; `normal` survives a process crash but may lose the last commits
     /// on power loss, for about half the commit latency.
     pub sqlite_synchronous: String,
+    /// Reverse proxies and load balancers (addresses or CIDR ranges) whose `X-Forwarded-For` is
+    /// believed for the caller's address (audit, logs). Empty (default): the header is ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Host names `/mcp` answers to besides the public URL's host and loopback (e.g. an internal
+    /// service name agents in the cluster use). Other Host headers are refused (DNS rebinding).
+    pub mcp_allowed_hosts: Vec<String>,
 }
 
 impl Default for Config {
@@ -75,6 +81,8 @@ impl Default for Config {
             audit_retention_days: 0,
             audit_checkpoint_secs: 60,
             sqlite_synchronous: "full".into(),
+            trusted_proxies: Vec::new(),
+            mcp_allowed_hosts: Vec::new(),
         }
     }
 }
@@ -164,6 +172,19 @@ impl Config {
         if let Some(v) = get("TOOLGATE_SQLITE_SYNCHRONOUS") {
             self.sqlite_synchronous = v;
         }
+        let list = |v: String| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        if let Some(v) = get("TOOLGATE_TRUSTED_PROXIES") {
+            self.trusted_proxies = list(v);
+        }
+        if let Some(v) = get("TOOLGATE_MCP_ALLOWED_HOSTS") {
+            self.mcp_allowed_hosts = list(v);
+        }
         if let Some(v) = get("TOOLGATE_AUDIT_CHECKPOINT_SECS") {
             self.audit_checkpoint_secs = v
                 .parse()
@@ -221,7 +242,31 @@ impl Config {
         if !(1..=86_400).contains(&self.audit_checkpoint_secs) {
             bail!("audit_checkpoint_secs must be 1-86400");
         }
+        self.trusted_proxy_nets()?;
+        for h in &self.mcp_allowed_hosts {
+            if h.is_empty()
+                || !h
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._:".contains(c))
+            {
+                bail!("mcp_allowed_hosts: {h:?} is not a host name (no port, no scheme)");
+            }
+        }
         Ok(())
+    }
+
+    /// `trusted_proxies` parsed: an address is a one-address range.
+    pub fn trusted_proxy_nets(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        self.trusted_proxies
+            .iter()
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        anyhow::anyhow!("trusted_proxies: {p:?} is not an address or CIDR range")
+                    })
+            })
+            .collect()
     }
 
     /// The public base URL without a trailing slash.
@@ -290,6 +335,50 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.listen, "0.0.0.0:7000");
         assert_eq!(cfg.database_url, "postgres://x@h/db");
+    }
+
+    #[test]
+    fn the_shipped_example_config_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("toolgate.toml");
+        std::fs::write(&p, include_str!("../../deploy/toolgate.toml")).unwrap();
+        let cfg = Config::load(Some(&p), env(&[])).expect("deploy/toolgate.toml is valid");
+        assert_eq!(cfg.trusted_proxy_nets().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn proxies_and_hosts_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.toml");
+        std::fs::write(
+            &p,
+            "trusted_proxies = [\"10.0.0.0/8\", \"192.168.1.1\"]\nmcp_allowed_hosts = [\"toolgate.svc\"]\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&p), env(&[])).unwrap();
+        assert_eq!(cfg.trusted_proxy_nets().unwrap().len(), 2);
+        assert_eq!(cfg.mcp_allowed_hosts, vec!["toolgate.svc"]);
+        let cfg = Config::load(
+            Some(&p),
+            env(&[
+                ("TOOLGATE_TRUSTED_PROXIES", " 172.16.0.0/12 , fd00::/8,"),
+                ("TOOLGATE_MCP_ALLOWED_HOSTS", "a.internal,b.internal"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.trusted_proxies, vec!["172.16.0.0/12", "fd00::/8"]);
+        assert_eq!(cfg.mcp_allowed_hosts, vec!["a.internal", "b.internal"]);
+        for (key, bad) in [
+            ("TOOLGATE_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("TOOLGATE_TRUSTED_PROXIES", "proxy.example"),
+            ("TOOLGATE_MCP_ALLOWED_HOSTS", "https://x.example"),
+            ("TOOLGATE_MCP_ALLOWED_HOSTS", "x.example/path"),
+        ] {
+            assert!(
+                Config::load(Some(&p), env(&[(key, bad)])).is_err(),
+                "{key}={bad} accepted"
+            );
+        }
     }
 
     #[test]

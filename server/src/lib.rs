@@ -364,6 +364,9 @@ pub async fn build_state(
 
 /// All routes of the process, with request ids, tracing and metrics around them.
 pub fn build_router(state: state::AppState, shutdown: CancellationToken) -> Router {
+    // Validated at load; a bad entry cannot get here.
+    let trusted =
+        http::client_ip::TrustedProxies::new(state.config.trusted_proxy_nets().unwrap_or_default());
     Router::new()
         .merge(probes::router())
         .nest("/api/v1", api::router())
@@ -373,6 +376,10 @@ pub fn build_router(state: state::AppState, shutdown: CancellationToken) -> Rout
         .merge(mcp::router(&state, shutdown))
         .merge(web::router(&state))
         .layer(axum::middleware::from_fn(probes::count_requests))
+        .layer(axum::middleware::from_fn_with_state(
+            trusted,
+            http::client_ip::resolve,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
             let id = req

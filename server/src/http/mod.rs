@@ -2,6 +2,7 @@
 //! the bearer-token extractors.
 
 pub mod auth;
+pub mod client_ip;
 pub mod error;
 
 pub use error::{ApiError, ApiJson, ApiResult};

@@ -63,7 +63,17 @@ pub fn router(state: &AppState, shutdown: CancellationToken) -> Router<AppState>
         public_url: state.config.public_url(),
     };
     let config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(allowed_hosts(&state.config.public_url()))
+        .with_allowed_hosts({
+            let mut hosts = allowed_hosts(&state.config.public_url());
+            hosts.extend(
+                state
+                    .config
+                    .mcp_allowed_hosts
+                    .iter()
+                    .map(|h| h.to_ascii_lowercase()),
+            );
+            hosts
+        })
         .with_cancellation_token(shutdown);
     // Sessions are kept in the database too, so any replica can serve them.
     let stored = |service| {

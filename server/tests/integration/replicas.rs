@@ -573,3 +573,96 @@ async fn a_replica_that_loses_its_change_listener_catches_up() {
     }
     within_a_second("B ready again", || ready(&b)).await;
 }
+
+/// Behind a load balancer: the audit log names the agent's address from `X-Forwarded-For` only
+/// when the connection comes from a trusted proxy (a client cannot pick its own address
+/// otherwise), and `/mcp` answers to an extra configured host name (an internal service name)
+/// while other Host headers stay refused.
+#[tokio::test]
+async fn behind_a_trusted_proxy_and_an_internal_host_name() {
+    async fn ip_of_last_call(
+        app: &TestApp,
+        token: &str,
+        forwarded: &str,
+        host: &str,
+    ) -> (u16, Value) {
+        let http = reqwest::Client::new();
+        let session = http
+            .post(app.url("/mcp"))
+            .bearer_auth(token)
+            .header("host", host)
+            .header("x-forwarded-for", forwarded)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"lb","version":"1"}}}))
+            .send()
+            .await
+            .expect("initialize");
+        let status = session.status().as_u16();
+        if status != 200 {
+            return (status, Value::Null);
+        }
+        let id = session.headers()["mcp-session-id"]
+            .to_str()
+            .expect("id")
+            .to_string();
+        let _ = session.text().await;
+        for body in [
+            json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+            json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"up__echo","arguments":{"text":"x"}}}),
+        ] {
+            let r = http
+                .post(app.url("/mcp"))
+                .bearer_auth(token)
+                .header("host", host)
+                .header("x-forwarded-for", forwarded)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", &id)
+                .header("mcp-protocol-version", "2025-11-25")
+                .json(&body)
+                .send()
+                .await
+                .expect("send");
+            assert!(r.status().is_success(), "{}", r.status());
+            let _ = r.text().await;
+        }
+        let (s, events) = app.get("/api/v1/audit?kind=tool_call&limit=1").await;
+        assert_eq!(s, 200, "{events}");
+        (200, events["items"][0]["ip"].clone())
+    }
+
+    async fn prepared(app: &TestApp, upstream: &str) -> String {
+        app.create_connector("up", upstream).await;
+        let g = app.create_group("g").await;
+        let u = app.create_user("lee").await;
+        app.add_member(&g, &u).await;
+        app.set_policy(&g, "up", &["echo"], &[]).await;
+        app.personal_token(&u).await
+    }
+
+    let upstream = spawn_upstream("up").await;
+    let behind = crate::common::spawn_app_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.0/8".into()];
+        c.mcp_allowed_hosts = vec!["toolgate.internal".into()];
+    })
+    .await;
+    let token = prepared(&behind, &upstream.url).await;
+    let (_, ip) = ip_of_last_call(&behind, &token, "198.51.100.1, 203.0.113.7", "127.0.0.1").await;
+    assert_eq!(
+        ip,
+        json!("203.0.113.7"),
+        "the right-most address the proxy appended"
+    );
+    let (s, _) = ip_of_last_call(&behind, &token, "203.0.113.7", "toolgate.internal:8080").await;
+    assert_eq!(s, 200, "the configured internal host name is served");
+    let (s, _) = ip_of_last_call(&behind, &token, "203.0.113.7", "evil.example.com").await;
+    assert_eq!(s, 403, "other host names stay refused");
+
+    let direct = crate::common::spawn_app().await;
+    let token = prepared(&direct, &upstream.url).await;
+    let (_, ip) = ip_of_last_call(&direct, &token, "203.0.113.7", "127.0.0.1").await;
+    assert_eq!(
+        ip,
+        json!("127.0.0.1"),
+        "an untrusted peer's header is ignored"
+    );
+}

@@ -48,19 +48,35 @@ pub async fn spawn_app_postgres() -> TestApp {
 /// Two replicas on one isolated PostgreSQL schema, sharing a master key and the public URL (A's)
 /// as a deployment behind a load balancer does. Reach B itself at `http://{b.server.addr}`.
 pub async fn spawn_replicas_postgres() -> (TestApp, TestApp) {
+    spawn_replicas_postgres_with(None).await
+}
+
+/// [`spawn_replicas_postgres`], both replicas taking their time from `clock` when given (time
+/// travel across replicas).
+pub async fn spawn_replicas_postgres_with(
+    clock: Option<Arc<toolgate_domain::clock::ManualClock>>,
+) -> (TestApp, TestApp) {
     let url = toolgate_domain::store::isolated_postgres_url(&postgres_base_url())
         .await
         .expect("pg schema");
     let key = toolgate_domain::crypto::MasterKey::generate().to_base64();
-    let a = spawn_app_configured(tempfile::tempdir().expect("tempdir"), url.clone(), |c| {
-        c.master_key = Some(key.clone())
-    })
+    let a = spawn_app_full(
+        tempfile::tempdir().expect("tempdir"),
+        url.clone(),
+        |c| c.master_key = Some(key.clone()),
+        clock.clone(),
+    )
     .await;
     let public = a.base.clone();
-    let b = spawn_app_configured(tempfile::tempdir().expect("tempdir"), url, |c| {
-        c.master_key = Some(key.clone());
-        c.public_url = Some(public);
-    })
+    let b = spawn_app_full(
+        tempfile::tempdir().expect("tempdir"),
+        url,
+        |c| {
+            c.master_key = Some(key.clone());
+            c.public_url = Some(public);
+        },
+        clock,
+    )
     .await;
     (a, b)
 }

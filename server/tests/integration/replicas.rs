@@ -4,7 +4,8 @@
 //! through either replica hold on the other within a second; both write one valid audit chain.
 
 use crate::common::{
-    TestApp, first_text, raw_session_at, skip_postgres, spawn_replicas_postgres, spawn_upstream,
+    TestApp, first_text, raw_session_at, skip_postgres, spawn_replicas_postgres,
+    spawn_replicas_postgres_with, spawn_upstream,
 };
 use rmcp::RoleClient;
 use rmcp::model::CallToolRequestParams;
@@ -307,14 +308,18 @@ async fn sessions_policy_and_revocations_across_replicas_without_stickiness() {
 }
 
 /// An elevation asked for on B and approved on A is in force on B within a second; revoked on
-/// B, A refuses within a second.
+/// B, A refuses within a second. A second one runs out at the same instant on both replicas
+/// (expiry is decided from the clock, not propagated), and only one replica records the expiry.
 #[tokio::test]
-async fn elevations_granted_and_revoked_across_replicas() {
+async fn elevations_granted_revoked_and_expired_across_replicas() {
     if skip_postgres() {
         eprintln!("TOOLGATE_TEST_SKIP_POSTGRES=1: skipped");
         return;
     }
-    let (a, b) = spawn_replicas_postgres().await;
+    let clock = Arc::new(toolgate_domain::clock::ManualClock::new(
+        chrono::DateTime::from_timestamp(1_900_000_000, 0).expect("time"),
+    ));
+    let (a, b) = spawn_replicas_postgres_with(Some(clock.clone())).await;
     let upstream = spawn_upstream("git").await;
     a.create_connector("git", &upstream.url).await;
     let eng = a.create_group("engineers").await;
@@ -386,6 +391,57 @@ async fn elevations_granted_and_revoked_across_replicas() {
         )
     })
     .await;
+
+    // Ten minutes, approved on B.
+    let (s, asked) = a
+        .post(
+            "/api/v1/elevations",
+            json!({"subject_kind": "person", "subject_id": carol, "profile": "Branch admin",
+                   "justification": "hotfix", "minutes": 10}),
+        )
+        .await;
+    assert_eq!(s, 201, "{asked}");
+    let id = asked["id"].as_str().expect("id").to_string();
+    b.server
+        .state
+        .workflow
+        .decide(&id, true, &dave_actor, None)
+        .await
+        .expect("dave approves on B");
+    within_a_second("elevation approved on B", || async {
+        call(&on_a, "git__delete_branch", json!({"name": "x"}))
+            .await
+            .is_ok()
+    })
+    .await;
+    call(&on_b, "git__delete_branch", json!({"name": "y"}))
+        .await
+        .expect("in force on B");
+    clock.advance(chrono::Duration::seconds(10 * 60 - 1));
+    call(&on_b, "git__delete_branch", json!({"name": "z"}))
+        .await
+        .expect("one second before the expiry");
+    clock.advance(chrono::Duration::seconds(1));
+    for (replica, client) in [("A", &on_a), ("B", &on_b)] {
+        assert_eq!(
+            rpc_code(call(client, "git__delete_branch", json!({"name": "late"})).await),
+            -32004,
+            "refused on {replica} at the exact expiry"
+        );
+    }
+    // Both replicas sweep; the expiry is recorded once.
+    let (x, y) = tokio::join!(
+        a.server.state.workflow.settle(),
+        b.server.state.workflow.settle()
+    );
+    assert_eq!(x.expect("settle A") + y.expect("settle B"), 1);
+    let (s, events) = a.get("/api/v1/audit?kind=elevation.expired&limit=10").await;
+    assert_eq!(s, 200, "{events}");
+    assert_eq!(
+        events["items"].as_array().map(Vec::len),
+        Some(1),
+        "{events}"
+    );
 }
 
 /// On a single node (SQLite), an MCP session outlives a restart of the gateway: the client

@@ -447,6 +447,13 @@ pub async fn start_with_clock(
     ));
     let app = build_router(state.clone(), shutdown.child_token());
     let stop = shutdown.clone();
+    // No Nagle: a JSON-RPC answer is written as headers, then SSE chunks; with Nagle on, the
+    // second small write waits for the client's delayed ACK (~40 ms per call).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     let task = tokio::spawn(async move {
         axum::serve(
             listener,

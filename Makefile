@@ -13,11 +13,11 @@ export PATH := $(CARGO_BIN):$(PATH)
 LEPTOS_ENV := LEPTOS_OUTPUT_NAME=toolgate LEPTOS_SITE_ROOT=target/site LEPTOS_SITE_PKG_DIR=pkg \
 	LEPTOS_SITE_ADDR=127.0.0.1:8080 LEPTOS_RELOAD_PORT=3011 LEPTOS_LIB_DIR=frontend LEPTOS_BIN_DIR=server \
 	LEPTOS_JS_MINIFY=false LEPTOS_HASH_FILES=false RUSTFLAGS="--cfg erase_components"
-SERVER_PKGS := -p toolgate -p toolgate-domain -p toolgate-app
+SERVER_PKGS := -p toolgate -p toolgate-domain -p toolgate-app -p toolgate-loadgen
 TOOLGATE_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 export TOOLGATE_TEST_POSTGRES_URL
 
-.PHONY: help deps rust-deps test-deps build release run test lint fmt unit external bench bench-audit bench-dlp bench-scim bench-policy clean
+.PHONY: help deps rust-deps test-deps build release run test lint fmt unit external bench bench-audit bench-dlp bench-scim bench-policy bench-auth bench-proxy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -74,7 +74,7 @@ test: test-deps lint build unit external ## Everything CI runs
 
 AUDIT_BENCH_EVENTS ?= 10000000
 
-bench: bench-audit bench-dlp bench-scim bench-policy bench-auth ## All benchmarks (figures go to BENCHMARKS.md)
+bench: bench-audit bench-dlp bench-scim bench-policy bench-auth bench-proxy ## All benchmarks (figures go to BENCHMARKS.md)
 
 bench-audit: rust-deps ## Audit append rate, record latency under load, search over $(AUDIT_BENCH_EVENTS) events (SQLite)
 	cargo run --release -p toolgate-domain --features ssr --example audit_bench -- --events $(AUDIT_BENCH_EVENTS)
@@ -87,6 +87,14 @@ bench-policy: rust-deps ## Policy decision, tools/list assembly and snapshot reb
 
 bench-auth: rust-deps ## Bearer credential resolution on the /mcp path: personal token, HS256 access token, Entra RS256 (criterion)
 	$(LEPTOS_ENV) cargo bench -p toolgate --bench credentials
+
+EVERYTHING_JS := end2end/node_modules/@modelcontextprotocol/server-everything/dist/index.js
+BENCH_PROXY_ARGS ?=
+
+bench-proxy: release test-deps ## MCP proxy: tools/call direct vs through toolgate (auth, policy, audit, DLP) at 1/32/256 sessions, 1 MB via DLP, tools/list 100x50, memory, start-up
+	cargo build --release -p toolgate-loadgen
+	set -o pipefail; target/release/toolgate-loadgen suite --toolgate target/release/toolgate \
+		--everything $(EVERYTHING_JS) --out target/bench-proxy.json $(BENCH_PROXY_ARGS) | tee target/bench-proxy.md
 
 bench-scim: release test-deps ## SCIM provisioning benchmark: Entra-like initial cycle, then disables (figures in BENCHMARKS.md)
 	target/pyenv/bin/python bench/scim_bench.py --binary target/release/toolgate --out target/bench-scim.json

@@ -174,6 +174,9 @@ struct Slot {
     open_seq: AtomicU64,
     tools_stale: Arc<AtomicBool>,
     tools: Mutex<Option<ToolList>>,
+    /// One upstream `tools/list` at a time: concurrent cache misses (many sessions listing right
+    /// after a start or a change) wait for the one in flight instead of each asking.
+    listing: tokio::sync::Mutex<()>,
     limit: Mutex<Option<(u32, Arc<Semaphore>)>>,
 }
 
@@ -255,6 +258,9 @@ impl Upstreams {
             .connect_timeout(call_timeout.min(Duration::from_secs(10)))
             // Why: credentials are attached per connector; never follow a redirect to another host.
             .redirect(reqwest::redirect::Policy::none())
+            // A burst of concurrent calls opens many connections; keep a bounded few for reuse.
+            .pool_max_idle_per_host(32)
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_default();
         Upstreams {
@@ -638,15 +644,24 @@ impl Upstreams {
     pub async fn tools(&self, c: &ConnectorSecrets) -> Result<Arc<Vec<Tool>>, UpstreamError> {
         let slot = self.slot(&c.connector.id);
         let version = c.connector.updated_at.timestamp_millis();
-        {
+        let cached = |slot: &Slot| {
             let cached = slot.tools.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(list) = cached.as_ref()
-                && list.version == version
-                && list.seq == slot.open_seq.load(Ordering::SeqCst)
-                && !slot.tools_stale.load(Ordering::SeqCst)
-            {
-                return Ok(list.tools.clone());
-            }
+            cached
+                .as_ref()
+                .filter(|list| {
+                    list.version == version
+                        && list.seq == slot.open_seq.load(Ordering::SeqCst)
+                        && !slot.tools_stale.load(Ordering::SeqCst)
+                })
+                .map(|list| list.tools.clone())
+        };
+        if let Some(tools) = cached(&slot) {
+            return Ok(tools);
+        }
+        let _listing = slot.listing.lock().await;
+        // Filled by the listing this caller waited for?
+        if let Some(tools) = cached(&slot) {
+            return Ok(tools);
         }
         // Cleared before listing: a change announced meanwhile leaves it set for the next call.
         slot.tools_stale.store(false, Ordering::SeqCst);
@@ -1033,6 +1048,73 @@ mod tests {
         assert!(waiter.await.unwrap());
         // A new limit takes effect for the next request.
         assert_eq!(slot.semaphore(3).available_permits(), 3);
+    }
+
+    /// An upstream whose `tools/list` is slow and counted.
+    #[derive(Clone)]
+    struct SlowLister(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl rmcp::ServerHandler for SlowLister {
+        fn get_info(&self) -> rmcp::model::ServerConfig {
+            rmcp::model::ServerConfig::new(
+                rmcp::model::ServerCapabilities::builder()
+                    .enable_tools()
+                    .build(),
+            )
+        }
+
+        async fn list_tools(
+            &self,
+            _request: Option<rmcp::model::PaginatedRequestParams>,
+            _context: rmcp::service::RequestContext<rmcp::RoleServer>,
+        ) -> Result<rmcp::model::ListToolsResult, rmcp::ErrorData> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let schema = Arc::new(serde_json::Map::new());
+            Ok(rmcp::model::ListToolsResult::with_all_items(vec![
+                Tool::new("only", "the one tool", schema),
+            ]))
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_cache_misses_share_one_upstream_listing() {
+        use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+        use rmcp::transport::streamable_http_server::{
+            StreamableHttpServerConfig, StreamableHttpService,
+        };
+        let lists = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = lists.clone();
+        let service = StreamableHttpService::new(
+            move || Ok(SlowLister(counted.clone())),
+            Arc::new(LocalSessionManager::default()),
+            StreamableHttpServerConfig::default(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, axum::Router::new().route_service("/mcp", service)).await;
+        });
+        let mut c = secrets(64);
+        c.connector.url = format!("http://{addr}/mcp");
+        c.connector.timeout_ms = 10_000;
+        let upstreams = Arc::new(Upstreams::new(Duration::from_secs(10)));
+        let calls = (0..20).map(|_| {
+            let (u, c) = (upstreams.clone(), c.clone());
+            tokio::spawn(async move { u.tools(&c).await })
+        });
+        for listed in futures::future::join_all(calls).await {
+            let tools = listed.expect("task").expect("tools");
+            assert_eq!(tools.len(), 1);
+        }
+        assert_eq!(lists.load(Ordering::SeqCst), 1, "one listing for 20 misses");
+        // Served from the cache, until a refresh asks again (once).
+        upstreams.tools(&c).await.expect("cached");
+        assert_eq!(lists.load(Ordering::SeqCst), 1);
+        upstreams.refresh_tools(&c).await.expect("refreshed");
+        assert_eq!(lists.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -169,9 +169,21 @@ impl ServerHandler for Gateway {
         let who = principal(&ctx)?;
         let scope = scope(&ctx);
         let mut snap = self.shared.snapshot.get();
+        let now_ms = self.shared.clock.now().timestamp_millis();
+        // Only connectors the caller may see anything of (rules or an elevation profile) are
+        // asked for their tools: with 100 connectors and rules on one, one listing.
+        let visible = |c: &&Arc<toolgate_domain::store::ConnectorSecrets>| {
+            snap.listing(&who, &c.connector.name, now_ms)
+                .is_some_and(|l| !l.is_empty())
+        };
         let connectors: Vec<_> = match &scope {
-            Some(name) => snap.connector(name).cloned().into_iter().collect(),
-            None => snap.enabled_connectors().cloned().collect(),
+            Some(name) => snap
+                .connector(name)
+                .filter(visible)
+                .cloned()
+                .into_iter()
+                .collect(),
+            None => snap.enabled_connectors().filter(visible).cloned().collect(),
         };
         let fetched = join_all(connectors.iter().map(|c| self.shared.upstreams.tools(c))).await;
         // New or changed definitions go to the catalog first (new ones wait for review there).
@@ -191,7 +203,6 @@ impl ServerHandler for Gateway {
         if recorded {
             snap = self.shared.snapshot.get();
         }
-        let now_ms = self.shared.clock.now().timestamp_millis();
         let mut out: Vec<Tool> = Vec::new();
         for (c, tools) in connectors.iter().zip(fetched) {
             let name = &c.connector.name;

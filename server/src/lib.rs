@@ -377,6 +377,10 @@ pub fn build_router(state: state::AppState, shutdown: CancellationToken) -> Rout
         .merge(web::router(&state))
         .layer(axum::middleware::from_fn(probes::count_requests))
         .layer(axum::middleware::from_fn_with_state(
+            http::security_headers::Https(state.config.is_https()),
+            http::security_headers::add,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
             trusted,
             http::client_ip::resolve,
         ))

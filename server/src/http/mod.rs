@@ -4,5 +4,6 @@
 pub mod auth;
 pub mod client_ip;
 pub mod error;
+pub mod security_headers;
 
 pub use error::{ApiError, ApiJson, ApiResult};

@@ -473,3 +473,83 @@ async fn local_admin_sign_in_sets_a_safe_cookie() {
             .is_none()
     );
 }
+
+/// Every response carries the security headers; the consent pages keep their stricter policy;
+/// HSTS only when the public URL is HTTPS.
+#[tokio::test]
+async fn security_headers_everywhere_hsts_over_https() {
+    let app = spawn_app().await;
+    let header = |res: &reqwest::Response, name: &str| {
+        res.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let page = app.http.get(app.url("/login")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        header(&page, "content-security-policy").is_some_and(|c| c
+            .contains("frame-ancestors 'none'")
+            && c.contains("object-src 'none'")),
+        "{:?}",
+        page.headers()
+    );
+    assert_eq!(header(&page, "x-frame-options").as_deref(), Some("DENY"));
+    assert_eq!(
+        header(&page, "x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert_eq!(
+        header(&page, "referrer-policy").as_deref(),
+        Some("same-origin")
+    );
+    assert_eq!(
+        header(&page, "strict-transport-security"),
+        None,
+        "plain HTTP"
+    );
+    let api = app
+        .http
+        .get(app.url("/api/v1/users"))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 200);
+    assert_eq!(
+        header(&api, "x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    // The authorization endpoint's own pages keep their stricter policy.
+    let consent = app
+        .http
+        .get(app.url("/oauth/authorize?client_id=nobody"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        header(&consent, "content-security-policy")
+            .is_some_and(|c| c.starts_with("default-src 'none'")),
+        "{:?}",
+        consent.headers()
+    );
+    assert_eq!(
+        header(&consent, "referrer-policy").as_deref(),
+        Some("no-referrer")
+    );
+
+    let https = crate::common::spawn_app_with(|c| {
+        c.public_url = Some("https://toolgate.example.com".into())
+    })
+    .await;
+    let res = https
+        .http
+        .get(format!("http://{}/healthz", https.server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&res, "strict-transport-security").as_deref(),
+        Some("max-age=31536000")
+    );
+}

@@ -61,6 +61,11 @@ pub struct Config {
     /// Host names `/mcp` answers to besides the public URL's host and loopback (e.g. an internal
     /// service name agents in the cluster use). Other Host headers are refused (DNS rebinding).
     pub mcp_allowed_hosts: Vec<String>,
+    /// Seconds between SIGTERM and closing the listener, with `/readyz` answering 503 and
+    /// requests still served, so a load balancer stops routing here first (0: close at once).
+    pub shutdown_delay_secs: u64,
+    /// Seconds in-flight requests get to finish once the listener is closed.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Config {
@@ -83,6 +88,8 @@ impl Default for Config {
             sqlite_synchronous: "full".into(),
             trusted_proxies: Vec::new(),
             mcp_allowed_hosts: Vec::new(),
+            shutdown_delay_secs: 0,
+            shutdown_grace_secs: 10,
         }
     }
 }
@@ -185,6 +192,16 @@ impl Config {
         if let Some(v) = get("TOOLGATE_MCP_ALLOWED_HOSTS") {
             self.mcp_allowed_hosts = list(v);
         }
+        if let Some(v) = get("TOOLGATE_SHUTDOWN_DELAY_SECS") {
+            self.shutdown_delay_secs = v
+                .parse()
+                .context("TOOLGATE_SHUTDOWN_DELAY_SECS must be a whole number")?;
+        }
+        if let Some(v) = get("TOOLGATE_SHUTDOWN_GRACE_SECS") {
+            self.shutdown_grace_secs = v
+                .parse()
+                .context("TOOLGATE_SHUTDOWN_GRACE_SECS must be a whole number")?;
+        }
         if let Some(v) = get("TOOLGATE_AUDIT_CHECKPOINT_SECS") {
             self.audit_checkpoint_secs = v
                 .parse()
@@ -241,6 +258,12 @@ impl Config {
         self.sqlite_sync()?;
         if !(1..=86_400).contains(&self.audit_checkpoint_secs) {
             bail!("audit_checkpoint_secs must be 1-86400");
+        }
+        if self.shutdown_delay_secs > 300 {
+            bail!("shutdown_delay_secs must be 0-300");
+        }
+        if !(1..=3600).contains(&self.shutdown_grace_secs) {
+            bail!("shutdown_grace_secs must be 1-3600");
         }
         self.trusted_proxy_nets()?;
         for h in &self.mcp_allowed_hosts {

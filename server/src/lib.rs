@@ -359,11 +359,18 @@ pub async fn build_state(
         oidc: Arc::new(oidc::OidcRuntime::default()),
         oauth,
         siem,
+        draining: Arc::default(),
     })
 }
 
 /// All routes of the process, with request ids, tracing and metrics around them.
-pub fn build_router(state: state::AppState, shutdown: CancellationToken) -> Router {
+/// `streams` ends open MCP GET streams (the start of a shutdown); `sessions` ends the MCP
+/// sessions themselves (after in-flight calls had their grace period).
+pub fn build_router(
+    state: state::AppState,
+    streams: CancellationToken,
+    sessions: CancellationToken,
+) -> Router {
     // Validated at load; a bad entry cannot get here.
     let trusted =
         http::client_ip::TrustedProxies::new(state.config.trusted_proxy_nets().unwrap_or_default());
@@ -373,7 +380,7 @@ pub fn build_router(state: state::AppState, shutdown: CancellationToken) -> Rout
         .nest("/scim/v2", scim::router(&state))
         .merge(oidc::router().layer(web::session_layer(&state)))
         .merge(oauth::router(&state))
-        .merge(mcp::router(&state, shutdown))
+        .merge(mcp::router(&state, streams, sessions))
         .merge(web::router(&state))
         .layer(axum::middleware::from_fn(probes::count_requests))
         .layer(axum::middleware::from_fn_with_state(
@@ -404,14 +411,37 @@ pub struct RunningServer {
     pub base_url: String,
     pub state: state::AppState,
     shutdown: CancellationToken,
+    /// Ends the MCP sessions once in-flight requests are done (or the grace period is over).
+    sessions: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
 }
 
 impl RunningServer {
-    /// Stops accepting, ends MCP streams, waits for in-flight requests (up to 10 s).
+    /// Shuts down as a load balancer wants it: `/readyz` turns 503 at once while requests are
+    /// still served for `shutdown_delay_secs` (the balancer notices and stops routing here), then
+    /// the listener closes, open MCP GET streams end, and requests in flight (tool calls
+    /// included) get up to `shutdown_grace_secs` to finish before the MCP sessions end.
     pub async fn shutdown(self) {
+        self.state
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let delay = Duration::from_secs(self.state.config.shutdown_delay_secs);
+        if !delay.is_zero() {
+            tracing::info!(
+                seconds = delay.as_secs(),
+                "not ready any more; still serving before closing"
+            );
+            tokio::time::sleep(delay).await;
+        }
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;
+        let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
+        if tokio::time::timeout(grace, self.task).await.is_err() {
+            tracing::warn!(
+                seconds = grace.as_secs(),
+                "requests still running after the grace period; stopping anyway"
+            );
+        }
+        self.sessions.cancel();
         self.state.siem.stop().await;
         self.state.store.close().await;
     }
@@ -438,18 +468,20 @@ pub async fn start_with_clock(
     let base_url = config.public_url();
     let state = build_state(config, store, addr).await?;
     let shutdown = CancellationToken::new();
+    // Ends the MCP sessions and upstream connections, after calls in flight had their grace.
+    let sessions = CancellationToken::new();
     state.catalog.spawn_change_follower(shutdown.child_token());
     state.upstreams.clone().spawn_health_checks(
         state.snapshot.clone(),
         Duration::from_secs(state.config.connector_health_secs),
-        shutdown.child_token(),
+        sessions.child_token(),
     );
     tokio::spawn(elevation::settle_loop(
         state.workflow.clone(),
         Duration::from_secs(state.config.elevation_settle_secs.max(1)),
         shutdown.child_token(),
     ));
-    let app = build_router(state.clone(), shutdown.child_token());
+    let app = build_router(state.clone(), shutdown.child_token(), sessions.clone());
     let stop = shutdown.clone();
     // No Nagle: a JSON-RPC answer is written as headers, then SSE chunks; with Nagle on, the
     // second small write waits for the client's delayed ACK (~40 ms per call).
@@ -471,6 +503,7 @@ pub async fn start_with_clock(
         base_url,
         state,
         shutdown,
+        sessions,
         task,
     })
 }

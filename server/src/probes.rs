@@ -19,6 +19,13 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "shutting down"})),
+        )
+            .into_response();
+    }
     // A replica that does not hear other replicas' changes could serve revoked access: not ready
     // until its change listener is back (it reconnects and catches up by itself).
     if state.store.backend() == toolgate_domain::store::Backend::Postgres

@@ -30,4 +30,6 @@ pub struct AppState {
     /// Delivers the audit log to the SIEM sinks.
     pub siem: crate::siem::SiemWorker,
     pub leptos_options: LeptosOptions,
+    /// Set when shutdown begins: `/readyz` answers 503 so load balancers stop routing here.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }

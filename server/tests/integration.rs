@@ -25,6 +25,8 @@ mod oidc;
 mod replicas;
 #[path = "integration/scim.rs"]
 mod scim;
+#[path = "integration/shutdown.rs"]
+mod shutdown;
 #[path = "integration/siem.rs"]
 mod siem;
 #[path = "integration/store.rs"]

@@ -49,8 +49,13 @@ pub fn allowed_hosts(public_url: &str) -> Vec<String> {
     hosts
 }
 
-/// The `/mcp` routes. `shutdown` ends open sessions and streams on graceful shutdown.
-pub fn router(state: &AppState, shutdown: CancellationToken) -> Router<AppState> {
+/// The `/mcp` routes. On shutdown `streams` ends the open GET streams at once (so the listener
+/// can drain) while calls in flight finish; `sessions` ends the sessions after that.
+pub fn router(
+    state: &AppState,
+    streams: CancellationToken,
+    sessions: CancellationToken,
+) -> Router<AppState> {
     let shared = GatewayShared {
         snapshot: state.snapshot.clone(),
         upstreams: state.upstreams.clone(),
@@ -74,7 +79,7 @@ pub fn router(state: &AppState, shutdown: CancellationToken) -> Router<AppState>
             );
             hosts
         })
-        .with_cancellation_token(shutdown);
+        .with_cancellation_token(sessions);
     // Sessions are kept in the database too, so any replica can serve them.
     let stored = |service| {
         let mut config = config.clone();
@@ -114,6 +119,7 @@ pub fn router(state: &AppState, shutdown: CancellationToken) -> Router<AppState>
             McpAuth {
                 app: state.clone(),
                 owners: Arc::new(sessions::SessionOwners::new(state.store.clone())),
+                streams,
             },
             authenticate,
         ))
@@ -164,6 +170,7 @@ async fn authenticate(State(auth): State<McpAuth>, mut req: Request, next: Next)
         return (StatusCode::NOT_FOUND, "session not found").into_response();
     }
     let ending = req.method() == axum::http::Method::DELETE;
+    let listening = req.method() == axum::http::Method::GET;
     req.extensions_mut().insert(principal);
     let res = next.run(req).await;
     match (
@@ -176,7 +183,8 @@ async fn authenticate(State(auth): State<McpAuth>, mut req: Request, next: Next)
         (Some(id), _) if ending && res.status().is_success() => auth.owners.forget(id),
         _ => {}
     }
-    cut_off_when_revoked(res, state, credential)
+    let shutdown = listening.then(|| auth.streams.clone());
+    cut_off_when_revoked(res, state, credential, shutdown)
 }
 
 const SESSION_HEADER: &str = "mcp-session-id";
@@ -186,6 +194,8 @@ const SESSION_HEADER: &str = "mcp-session-id";
 struct McpAuth {
     app: AppState,
     owners: Arc<sessions::SessionOwners>,
+    /// Cancelled when shutdown begins: GET streams end then.
+    streams: CancellationToken,
 }
 
 /// Whether a JSON-RPC message (or batch) is a `tools/call` request.
@@ -209,10 +219,13 @@ fn calls_a_tool(body: &[u8]) -> bool {
 /// Streams (SSE) stay open for as long as the caller is allowed: when a snapshot change revokes
 /// the credential (user disabled or deleted, token or grant revoked, service principal disabled),
 /// the stream ends at once.
+/// A GET stream (server-to-client notifications) also ends when `shutdown` is cancelled; the
+/// stream answering a POST ends with its answer, so a call in flight is not cut.
 fn cut_off_when_revoked(
     res: Response,
     state: AppState,
     credential: crate::oauth::Credential,
+    shutdown: Option<CancellationToken>,
 ) -> Response {
     let is_stream = res
         .headers()
@@ -251,8 +264,19 @@ fn cut_off_when_revoked(
             }
         }
     };
+    let ended = async move {
+        match shutdown {
+            Some(token) => {
+                tokio::select! {
+                    () = revoked => {}
+                    () = token.cancelled_owned() => {}
+                }
+            }
+            None => revoked.await,
+        }
+    };
     let (parts, body) = res.into_parts();
-    let stream = futures::StreamExt::take_until(body.into_data_stream(), Box::pin(revoked));
+    let stream = futures::StreamExt::take_until(body.into_data_stream(), Box::pin(ended));
     Response::from_parts(parts, axum::body::Body::from_stream(stream))
 }
 

@@ -81,6 +81,80 @@ pub async fn spawn_replicas_postgres_with(
     (a, b)
 }
 
+/// For tests that run the server themselves (restart, shutdown): through the admin API of
+/// `server`, a connector `connector` at `upstream_url`, a person in a group allowed `tool` on
+/// it, and that person's personal token (returned).
+pub async fn agent_allowed(
+    server: &RunningServer,
+    connector: &str,
+    upstream_url: &str,
+    tool: &str,
+) -> String {
+    let (_, admin) = server
+        .state
+        .store
+        .create_token(TokenKind::Admin, "tests", None)
+        .await
+        .expect("admin token");
+    let http = reqwest::Client::new();
+    let base = &server.base_url;
+    let send = |method: reqwest::Method, path: String, body: Value| {
+        let req = http
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(&admin)
+            .json(&body);
+        async move {
+            let r = req.send().await.expect("send");
+            assert!(r.status().is_success(), "{path}: {}", r.status());
+            r.json::<Value>().await.unwrap_or(Value::Null)
+        }
+    };
+    let post = reqwest::Method::POST;
+    send(
+        post.clone(),
+        "/api/v1/connectors".into(),
+        json!({"name": connector, "url": upstream_url, "transport": "streamable_http"}),
+    )
+    .await;
+    let user = send(
+        post.clone(),
+        "/api/v1/users".into(),
+        json!({"user_name": "agent-owner", "display_name": "Agent Owner"}),
+    )
+    .await;
+    let group = send(
+        post.clone(),
+        "/api/v1/groups".into(),
+        json!({"display_name": "agents"}),
+    )
+    .await;
+    let (uid, gid) = (
+        user["id"].as_str().expect("id"),
+        group["id"].as_str().expect("id"),
+    );
+    send(
+        reqwest::Method::PUT,
+        format!("/api/v1/groups/{gid}/members/{uid}"),
+        Value::Null,
+    )
+    .await;
+    send(
+        reqwest::Method::PUT,
+        format!("/api/v1/groups/{gid}/policies/{connector}"),
+        json!({"allow": [tool]}),
+    )
+    .await;
+    send(
+        post,
+        format!("/api/v1/users/{uid}/tokens"),
+        json!({"name": "agent"}),
+    )
+    .await["token"]
+        .as_str()
+        .expect("token")
+        .to_string()
+}
+
 /// The app on SQLite with a configuration change.
 pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -456,72 +456,10 @@ async fn a_session_outlives_a_restart_on_sqlite() {
         ..Default::default()
     };
     let first = toolgate::start(config.clone()).await.expect("start");
-    let (_, admin) = first
-        .state
-        .store
-        .create_token(toolgate_domain::model::TokenKind::Admin, "t", None)
-        .await
-        .expect("admin token");
     let http = reqwest::Client::new();
     let base = first.base_url.clone();
-    let post = |path: &str, body: Value| {
-        http.post(format!("{base}{path}"))
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-    };
     let up = spawn_upstream("up").await;
-    let ok = |r: reqwest::Response| async move {
-        assert!(r.status().is_success(), "{}", r.status());
-        r.json::<Value>().await.unwrap_or(Value::Null)
-    };
-    ok(post(
-        "/api/v1/connectors",
-        json!({"name": "up", "url": up.url, "transport": "streamable_http"}),
-    )
-    .await
-    .expect("send"))
-    .await;
-    let user = ok(post(
-        "/api/v1/users",
-        json!({"user_name": "rita", "display_name": "Rita"}),
-    )
-    .await
-    .expect("send"))
-    .await;
-    let group = ok(post("/api/v1/groups", json!({"display_name": "g"}))
-        .await
-        .expect("send"))
-    .await;
-    let (uid, gid) = (
-        user["id"].as_str().expect("id"),
-        group["id"].as_str().expect("id"),
-    );
-    for (path, body) in [
-        (format!("/api/v1/groups/{gid}/members/{uid}"), Value::Null),
-        (
-            format!("/api/v1/groups/{gid}/policies/up"),
-            json!({"allow": ["echo"]}),
-        ),
-    ] {
-        let r = http
-            .put(format!("{base}{path}"))
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-            .await
-            .expect("send");
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-    }
-    let token = ok(
-        post(&format!("/api/v1/users/{uid}/tokens"), json!({"name": "x"}))
-            .await
-            .expect("send"),
-    )
-    .await["token"]
-        .as_str()
-        .expect("token")
-        .to_string();
+    let token = crate::common::agent_allowed(&first, "up", &up.url, "echo").await;
     let session = raw_session_at(&http, &base, &token).await;
     let echo = |base: String, text: &'static str| {
         http.post(format!("{base}/mcp"))

@@ -1,14 +1,14 @@
 //! Shutdown as a load balancer needs it: `/readyz` turns 503 first while requests are still
 //! served, then a tool call in flight when the listener closes still gets its answer.
 
-use crate::common::{mcp_client, raw_session_at};
+use crate::common::{agent_allowed, mcp_client, raw_session_at};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ErrorData, ServerHandler, schemars, tool, tool_handler, tool_router};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,63 +78,9 @@ async fn shutdown_turns_unready_first_and_drains_a_call_in_flight() {
         ..Default::default()
     };
     let server = toolgate::start(config).await.expect("start");
-    let (_, admin) = server
-        .state
-        .store
-        .create_token(toolgate_domain::model::TokenKind::Admin, "t", None)
-        .await
-        .expect("admin token");
     let http = reqwest::Client::new();
     let base = server.base_url.clone();
-    let send = |method: reqwest::Method, path: String, body: Value| {
-        http.request(method, format!("{base}{path}"))
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-    };
-    let upstream = slow_upstream().await;
-    let mut ids = Vec::new();
-    for (path, body) in [
-        (
-            "/api/v1/connectors".to_string(),
-            json!({"name": "slow", "url": upstream, "transport": "streamable_http"}),
-        ),
-        (
-            "/api/v1/users".to_string(),
-            json!({"user_name": "sam", "display_name": "Sam"}),
-        ),
-        ("/api/v1/groups".to_string(), json!({"display_name": "g"})),
-    ] {
-        let r = send(reqwest::Method::POST, path, body).await.expect("send");
-        assert_eq!(r.status(), 201);
-        let v: Value = r.json().await.expect("json");
-        ids.push(v["id"].as_str().expect("id").to_string());
-    }
-    let (user, group) = (&ids[1], &ids[2]);
-    for (path, body) in [
-        (
-            format!("/api/v1/groups/{group}/members/{user}"),
-            Value::Null,
-        ),
-        (
-            format!("/api/v1/groups/{group}/policies/slow"),
-            json!({"allow": ["wait"]}),
-        ),
-    ] {
-        let r = send(reqwest::Method::PUT, path, body).await.expect("send");
-        assert!(r.status().is_success(), "{}", r.status());
-    }
-    let r = send(
-        reqwest::Method::POST,
-        format!("/api/v1/users/{user}/tokens"),
-        json!({"name": "agent"}),
-    )
-    .await
-    .expect("send");
-    let token = r.json::<Value>().await.expect("json")["token"]
-        .as_str()
-        .expect("token")
-        .to_string();
+    let token = agent_allowed(&server, "slow", &slow_upstream().await, "wait").await;
     let client = mcp_client(&format!("{base}/mcp"), Some(&token))
         .await
         .expect("connect");

@@ -17,7 +17,7 @@ SERVER_PKGS := -p toolgate -p toolgate-domain -p toolgate-app -p toolgate-loadge
 TOOLGATE_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 export TOOLGATE_TEST_POSTGRES_URL
 
-.PHONY: help deps rust-deps test-deps build release run test lint fmt unit external bench bench-audit bench-dlp bench-scim bench-policy bench-auth bench-proxy clean
+.PHONY: help deps rust-deps test-deps build release run test lint fmt unit fuzz external bench bench-audit bench-dlp bench-scim bench-policy bench-auth bench-proxy soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -67,6 +67,15 @@ lint: rust-deps ## rustfmt check, clippy (server and wasm) with warnings as erro
 unit: build ## Rust unit and integration tests (SQLite and PostgreSQL)
 	$(LEPTOS_ENV) cargo test $(SERVER_PKGS)
 
+# Fuzz targets: every test named `fuzz_…` (proptest). `make unit` runs them with a small fixed
+# number of cases each; this runs many more (PROPTEST_CASES), the HTTP ones fewer (a request each).
+FUZZ_CASES ?= 20000
+FUZZ_HTTP_CASES ?= 2000
+
+fuzz: rust-deps ## Fuzz targets (JSON-RPC, SCIM, OAuth, CIMD, policy files) with $(FUZZ_CASES) cases each, $(FUZZ_HTTP_CASES) over HTTP
+	$(LEPTOS_ENV) PROPTEST_CASES=$(FUZZ_CASES) cargo test $(SERVER_PKGS) --lib fuzz_
+	$(LEPTOS_ENV) PROPTEST_CASES=$(FUZZ_HTTP_CASES) cargo test $(SERVER_PKGS) --test integration fuzz_
+
 external: build test-deps ## Third-party client (MCP Python SDK) and browser (Playwright) tests
 	bash scripts/test-external.sh
 
@@ -95,6 +104,18 @@ bench-proxy: release test-deps ## MCP proxy: tools/call direct vs through toolga
 	cargo build --release -p toolgate-loadgen
 	set -o pipefail; target/release/toolgate-loadgen suite --toolgate target/release/toolgate \
 		--everything $(EVERYTHING_JS) --out target/bench-proxy.json $(BENCH_PROXY_ARGS) | tee target/bench-proxy.md
+
+# Soak (issue 9, not part of `make test` or `make bench`): a fresh release toolgate, 1,000 MCP
+# sessions (each with its GET stream) over 10 principals calling at 200 calls/s for 10 minutes,
+# a policy change every 2 s and a SCIM churn step every second; prints the RSS / fd / thread
+# curve and fails on any error, RSS growth over 20 % or fd growth over 32 from minute 2 to the
+# end. SOAK_ARGS="--duration 2m" for a shorter run.
+SOAK_ARGS ?=
+
+soak: release ## 10-minute soak: 1,000 sessions at 200 calls/s with policy changes and SCIM churn; RSS/fd curve, fails on errors or growth
+	cargo build --release -p toolgate-loadgen
+	set -o pipefail; target/release/toolgate-loadgen soak --toolgate target/release/toolgate \
+		--out target/soak.json $(SOAK_ARGS) | tee target/soak.md
 
 bench-scim: release test-deps ## SCIM provisioning benchmark: Entra-like initial cycle, then disables (figures in BENCHMARKS.md)
 	target/pyenv/bin/python bench/scim_bench.py --binary target/release/toolgate --out target/bench-scim.json

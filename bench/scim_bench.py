@@ -202,6 +202,8 @@ class Server:
             TOOLGATE_DATABASE_URL=f"sqlite://{tmp}/tg.db",
             TOOLGATE_DATA_DIR=str(tmp),
             TOOLGATE_PUBLIC_URL=self.base,
+            # Provisioning throughput is measured, not the SCIM rate limit (which would pace it).
+            TOOLGATE_RATE_LIMIT_SCIM_PER_SEC="0",
         )
         self.env.pop("RUST_LOG", None)
         # The server's own default filter unless asked otherwise: logs go to server.log in the

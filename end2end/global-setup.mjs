@@ -46,6 +46,10 @@ export default async function globalSetup() {
       TOOLGATE_DATA_DIR: data,
       // Integrity checks every second, so the Audit page shows a verified chain during the test.
       TOOLGATE_AUDIT_CHECKPOINT_SECS: "1",
+      // Every test signs in from 127.0.0.1 within a few minutes: more than the default
+      // per-address sign-in budget. The limit itself is tested in the Rust suite.
+      TOOLGATE_RATE_LIMIT_SIGNIN_PER_MIN: "100000",
+      TOOLGATE_RATE_LIMIT_OAUTH_PER_MIN: "100000",
       RUST_LOG: process.env.RUST_LOG || 'info',
     };
     await toolgateCli(['migrate'], { env, cwd: dir });

@@ -4,6 +4,8 @@
 pub mod dlp;
 pub mod elevation;
 pub mod error;
+#[cfg(any(test, feature = "test-util"))]
+pub mod fuzz;
 pub mod model;
 pub mod names;
 pub mod policy;

@@ -159,7 +159,8 @@ pub struct CatalogTool {
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub input_schema: serde_json::Value,
     pub annotations: crate::risk::ToolHints,
-    /// SHA-256 of name + description + input schema.
+    /// SHA-256 of everything an agent is shown (name, description, input schema, title,
+    /// annotations, output schema).
     pub hash: String,
     pub review: crate::policy::Review,
     pub risk: crate::risk::Risk,

@@ -1031,4 +1031,200 @@ level = "infrastructure"
         let e = parse("[setings]\n").unwrap_err().to_string();
         assert!(e.contains("unknown field `setings`"), "{e}");
     }
+
+    // ---- fuzz targets (`make fuzz`) -----------------------------------------------------------
+
+    use crate::fuzz::{config, mutate_text, short_hostile_string};
+    use proptest::prelude::*;
+
+    /// Pieces that make a policy file almost right.
+    const POLICY_TOKENS: &[&str] = &[
+        "",
+        "\n",
+        "[[rule]]\n",
+        "[[risk]]\n",
+        "[settings]\n",
+        "[rule]\n",
+        "=",
+        "\"",
+        "'",
+        "[",
+        "]",
+        ",",
+        "#",
+        "\\",
+        "\\u0000",
+        "group = \"Sales\"\n",
+        "connector = \"github\"\n",
+        "allow = [\"a b\"]\n",
+        "level = \"severe\"\n",
+        "block_risk = 3\n",
+        "block_changed_tools = \"yes\"\n",
+        "tool = \"get_file\"\n",
+        "nope = 1\n",
+        "\u{feff}",
+        "\u{0}",
+    ];
+
+    /// A parse or plan failure names at least one problem, none of them blank.
+    fn check_problems(e: &InvalidFile) -> Result<(), TestCaseError> {
+        prop_assert!(!e.problems.is_empty());
+        for p in &e.problems {
+            prop_assert!(!p.trim().is_empty(), "blank problem in {:?}", e.problems);
+        }
+        prop_assert!(!e.to_string().is_empty());
+        Ok(())
+    }
+
+    /// Parses `text`, plans it against `state` and renders the plan: errors are well-formed and
+    /// nothing panics.
+    fn parse_and_plan(text: &str, s: &PolicyState) -> Result<(), TestCaseError> {
+        match parse(text) {
+            Err(e) => check_problems(&e)?,
+            Ok(file) => match plan(&file, s) {
+                Err(e) => {
+                    check_problems(&e)?;
+                    for p in &e.problems {
+                        prop_assert!(p.starts_with("line "), "{p}");
+                    }
+                }
+                Ok(p) => {
+                    let out = p.render();
+                    prop_assert!(out.ends_with('\n'));
+                    prop_assert!(p.is_empty() || out.contains(&p.summary()), "{out}");
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// Valid tool-name patterns (a list without duplicates, as the database keeps it).
+    fn patterns() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::btree_set("[a-zA-Z0-9_.*-]{1,12}", 0..4)
+            .prop_map(|s| s.into_iter().collect())
+    }
+
+    fn risk() -> impl Strategy<Value = Risk> {
+        prop::sample::select(Risk::ALL.to_vec())
+    }
+
+    fn tool_rules() -> impl Strategy<Value = ToolRules> {
+        (
+            patterns(),
+            patterns(),
+            prop::option::of(risk()),
+            prop::option::of(risk()),
+            prop::collection::btree_set("[!-~]{1,20}", 0..3),
+            patterns(),
+        )
+            .prop_map(
+                |(allow, block, allow_risk, block_risk, resources, prompts)| ToolRules {
+                    allow,
+                    block,
+                    allow_risk,
+                    block_risk,
+                    resources: resources.into_iter().collect(),
+                    prompts,
+                },
+            )
+    }
+
+    /// A database state whose group, connector and tool names are hostile text (control
+    /// characters, quotes, odd Unicode, names equal but for case).
+    fn hostile_state() -> impl Strategy<Value = PolicyState> {
+        let names = |max| {
+            prop::collection::btree_set(short_hostile_string(), 1..max)
+                .prop_map(|s| s.into_iter().collect::<Vec<_>>())
+        };
+        (names(5), names(4), any::<bool>())
+            .prop_flat_map(|(groups, connectors, block_changed_tools)| {
+                let (ng, nc) = (groups.len(), connectors.len());
+                let rules = prop::collection::btree_map((0..ng, 0..nc), tool_rules(), 0..6);
+                let tools = prop::collection::btree_map(
+                    (0..nc, short_hostile_string()),
+                    (risk(), any::<bool>()),
+                    0..6,
+                );
+                (
+                    Just(groups),
+                    Just(connectors),
+                    rules,
+                    tools,
+                    Just(block_changed_tools),
+                )
+            })
+            .prop_map(
+                |(groups, connectors, rules, tools, block_changed_tools)| PolicyState {
+                    groups: groups
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, n)| (format!("g{i}"), n))
+                        .collect(),
+                    connectors: connectors
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, n)| (format!("c{i}"), n))
+                        .collect(),
+                    rules: rules
+                        .into_iter()
+                        .map(|((g, c), rules)| PolicyRow {
+                            group_id: format!("g{g}"),
+                            connector_id: format!("c{c}"),
+                            rules,
+                        })
+                        .collect(),
+                    tools: tools
+                        .into_iter()
+                        .map(|((c, tool), (risk, overridden))| ToolRisk {
+                            connector_id: format!("c{c}"),
+                            tool,
+                            risk,
+                            overridden,
+                        })
+                        .collect(),
+                    block_changed_tools,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(config(300))]
+
+        #[test]
+        fn fuzz_policy_file_any_text(text in prop_oneof![any::<String>(), crate::fuzz::hostile_string()]) {
+            parse_and_plan(&text, &state())?;
+        }
+
+        #[test]
+        fn fuzz_policy_file_near_misses(
+            text in (1..4usize).prop_flat_map(|n| {
+                // One to three mutations of a real export.
+                let mut s = mutate_text(export(&state()), POLICY_TOKENS).boxed();
+                for _ in 1..n {
+                    s = s.prop_flat_map(|t| mutate_text(t, POLICY_TOKENS)).boxed();
+                }
+                s
+            })
+        ) {
+            parse_and_plan(&text, &state())?;
+        }
+
+        #[test]
+        fn fuzz_policy_file_export_round_trips(s in hostile_state()) {
+            // Whatever the names, the export reads back as exactly the database's policy.
+            let text = export(&s);
+            prop_assert!(!text.contains("# export failed"), "{text}");
+            let file = match parse(&text) {
+                Ok(f) => f,
+                Err(e) => return Err(TestCaseError::fail(format!("{e}\n{text}"))),
+            };
+            prop_assert_eq!(file.rules.len(), s.rules.len());
+            let p = match plan(&file, &s) {
+                Ok(p) => p,
+                Err(e) => return Err(TestCaseError::fail(format!("{e}\n{text}"))),
+            };
+            prop_assert!(p.is_empty(), "{}\n{}", p.render(), text);
+            prop_assert_eq!(export(&s), text);
+        }
+    }
 }

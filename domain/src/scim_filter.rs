@@ -1933,45 +1933,147 @@ mod tests {
         )
     }
 
+    /// Resource keys the keyed filters and the hostile resources share, so that filters find
+    /// something to compare in arbitrary JSON.
+    const RESOURCE_KEYS: &[&str] = &[
+        "userName",
+        "emails",
+        "value",
+        "type",
+        "primary",
+        "name",
+        "givenName",
+        "active",
+        "members",
+        "$ref",
+        "id",
+        "meta",
+        "lastModified",
+        "x",
+        "urn:a:b",
+    ];
+
+    /// Filters over [`RESOURCE_KEYS`], with every kind of node.
+    fn keyed_filter() -> impl Strategy<Value = Filter> {
+        // Attribute names only (the URN is a key of the resources, not a name).
+        let names = &RESOURCE_KEYS[..RESOURCE_KEYS.len() - 1];
+        let key = || prop::sample::select(names).prop_map(str::to_owned);
+        let path =
+            (key(), prop::option::weighted(0.3, key())).prop_map(|(attr, sub_attr)| AttrPath {
+                uri: None,
+                attr,
+                sub_attr,
+            });
+        let leaf =
+            prop_oneof![
+                (path.clone(), arb_op(), arb_value())
+                    .prop_map(|(path, op, value)| Filter::Compare { path, op, value }),
+                path.clone().prop_map(Filter::Present),
+            ];
+        let inner = leaf.clone().prop_recursive(2, 6, 2, combine);
+        let leaf = prop_oneof![
+            3 => leaf,
+            1 => (path, inner).prop_map(|(path, f)| Filter::ValuePath { path, filter: Box::new(f) }),
+        ];
+        leaf.prop_recursive(4, 24, 2, combine)
+    }
+
+    /// Filter text nested or chained far beyond the limits: `(((`, `not (((`, `a[`, `and`/`or`
+    /// runs, closed or not.
+    fn deep_filter_text() -> impl Strategy<Value = String> {
+        let opener = prop::sample::select(vec!["(", "not (", "a[", "a pr and ", "a pr or ", " "]);
+        (
+            prop::collection::vec(opener, 1..8),
+            1..3000usize,
+            any::<bool>(),
+        )
+            .prop_map(|(openers, depth, closed)| {
+                let mut text = String::new();
+                let mut closers = Vec::new();
+                for n in 0..depth {
+                    let o = openers[n % openers.len()];
+                    text.push_str(o);
+                    match o {
+                        "(" | "not (" => closers.push(')'),
+                        "a[" => closers.push(']'),
+                        _ => {}
+                    }
+                }
+                text.push_str("b pr");
+                if closed {
+                    text.extend(closers.iter().rev());
+                }
+                text
+            })
+    }
+
+    /// Either parser on `input`: a parse prints back to itself and evaluates without panicking;
+    /// an error names its column.
+    fn check_both_parsers(input: &str) -> Result<(), TestCaseError> {
+        match parse_filter(input) {
+            Ok(f) => {
+                prop_assert_eq!(parse_filter(&f.to_string()), Ok(f.clone()));
+                let _ = matches(&f, &entra_user());
+            }
+            Err(e) => prop_assert!(e.message.contains("column"), "{}", e.message),
+        }
+        match parse_patch_path(input) {
+            Ok(p) => prop_assert_eq!(parse_patch_path(&p.to_string()), Ok(p)),
+            Err(e) => prop_assert!(e.message.contains("column"), "{}", e.message),
+        }
+        Ok(())
+    }
+
     proptest! {
+        #![proptest_config(crate::fuzz::config(800))]
+
         #[test]
-        fn parsers_never_panic(input in any::<String>()) {
+        fn fuzz_scim_filter_any_text(input in any::<String>()) {
+            check_both_parsers(&input)?;
+        }
+
+        #[test]
+        fn fuzz_scim_filter_hostile_text(input in crate::fuzz::hostile_string()) {
+            check_both_parsers(&input)?;
+        }
+
+        #[test]
+        fn fuzz_scim_filter_filterish_text(input in filterish()) {
+            check_both_parsers(&input)?;
+        }
+
+        #[test]
+        fn fuzz_scim_filter_near_misses(input in mutated_filter_text()) {
+            check_both_parsers(&input)?;
+        }
+
+        #[test]
+        fn fuzz_scim_filter_deep_nesting(input in deep_filter_text()) {
+            // Refused with a message (not a stack overflow) beyond the limits.
+            check_both_parsers(&input)?;
             if let Ok(f) = parse_filter(&input) {
-                prop_assert_eq!(parse_filter(&f.to_string()), Ok(f));
-            }
-            if let Ok(p) = parse_patch_path(&input) {
-                prop_assert_eq!(parse_patch_path(&p.to_string()), Ok(p));
+                prop_assert!(input.matches('(').count() <= MAX_NESTING, "{} levels parsed", input.matches('(').count());
+                let _ = f.to_string();
             }
         }
 
         #[test]
-        fn parsers_never_panic_on_filterish_text(input in filterish()) {
-            match parse_filter(&input) {
-                Ok(f) => {
-                    prop_assert_eq!(parse_filter(&f.to_string()), Ok(f.clone()));
-                    let _ = matches(&f, &entra_user());
-                }
-                Err(e) => prop_assert!(e.message.contains("column"), "{}", e.message),
-            }
-            if let Ok(p) = parse_patch_path(&input) {
-                prop_assert_eq!(parse_patch_path(&p.to_string()), Ok(p));
-            }
-        }
-
-        #[test]
-        fn parsers_never_panic_on_near_misses(input in mutated_filter_text()) {
-            match parse_filter(&input) {
-                Ok(f) => {
-                    prop_assert_eq!(parse_filter(&f.to_string()), Ok(f.clone()));
-                    let _ = matches(&f, &entra_user());
-                }
-                Err(e) => prop_assert!(e.message.contains("column"), "{}", e.message),
-            }
-            if let Ok(p) = parse_patch_path(&input) {
-                prop_assert_eq!(parse_patch_path(&p.to_string()), Ok(p));
+        fn fuzz_scim_filter_matches_hostile_resources(
+            filter in keyed_filter(),
+            resource in crate::fuzz::json_value(5, RESOURCE_KEYS),
+        ) {
+            let result = matches(&filter, &resource);
+            prop_assert_eq!(matches(&not(filter.clone()), &resource), !result);
+            // The printed filter parses to one that decides the same.
+            let reparsed = parse_filter(&filter.to_string());
+            prop_assert_eq!(reparsed.as_ref(), Ok(&filter));
+            if let Filter::Compare { path, .. } | Filter::Present(path) = &filter {
+                let _ = path.lookup(&resource);
             }
         }
+    }
 
+    proptest! {
         #[test]
         fn filters_round_trip_through_text(filter in arb_filter()) {
             let text = filter.to_string();

@@ -1058,13 +1058,23 @@ impl SnapshotHandle {
                 return;
             }
         };
-        // One connection, named so operators (and tests) can tell it apart.
+        // One connection, named so operators (and tests) can tell it apart. A short acquire
+        // timeout keeps reconnect attempts frequent: sqlx backs off up to a fifth of it between
+        // refused connections, so the default 30 s would leave a replica deaf for up to 6 s
+        // after the database is back.
         let pool = PgPoolOptions::new()
             .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(2))
             .connect_lazy_with(options);
         loop {
             let mut listener = match PgListener::connect_with(&pool).await {
-                Ok(l) => l,
+                Ok(mut l) => {
+                    // Report a lost connection at once (not after reconnecting), so the replica
+                    // is not ready while it hears nothing, and reconnect below: LISTEN first,
+                    // then catch up, or a change made in between would be missed.
+                    l.eager_reconnect(false);
+                    l
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "change listener cannot connect; retrying in 1 s");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -1083,23 +1093,22 @@ impl SnapshotHandle {
             }
             loop {
                 // `try_recv` (not `recv`, which reconnects silently) so a lost connection is
-                // seen: sqlx re-LISTENs at once, and what was notified in between is caught up
-                // by a rebuild.
+                // seen; what was notified meanwhile is caught up by a rebuild after reconnecting.
                 match listener.try_recv().await {
                     Ok(Some(n)) if n.payload() == self.instance => {}
                     Ok(Some(_)) => {
+                        // A change not applied is a change missed: not following until a
+                        // reconnect has caught up (retried every second).
                         if let Err(e) = self.reload().await {
-                            tracing::warn!(error = %e, "snapshot reload after a change notification failed");
+                            self.following.store(false, Ordering::SeqCst);
+                            tracing::warn!(error = %e, "snapshot reload after a change notification failed; catching up");
+                            break;
                         }
                     }
                     Ok(None) => {
                         self.following.store(false, Ordering::SeqCst);
-                        tracing::warn!(
-                            "change listener lost its connection; reconnected, catching up"
-                        );
-                        if !self.catch_up().await {
-                            break;
-                        }
+                        tracing::warn!("change listener lost its connection; reconnecting");
+                        break;
                     }
                     Err(e) => {
                         self.following.store(false, Ordering::SeqCst);

@@ -17,10 +17,16 @@ const VERSION_HEADER: &str = "mcp-protocol-version";
 
 /// One HTTP client for every session of a run (connection pool shared, Nagle off).
 pub fn http_client() -> reqwest::Client {
+    http_client_idle(Duration::from_secs(300))
+}
+
+/// The same with pooled connections closed after `idle` unused (the soak keeps it short, so a
+/// burst's extra connections do not linger as file descriptors on both ends).
+pub fn http_client_idle(idle: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(300))
+        .pool_idle_timeout(idle)
         .timeout(Duration::from_secs(60))
         .user_agent("toolgate-loadgen/1")
         .build()

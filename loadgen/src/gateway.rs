@@ -57,15 +57,19 @@ impl Toolgate {
             extra_env: extra_env.to_vec(),
         };
         tg.cli(&["migrate"]).await?;
-        let out = tg
-            .cli(&["token", "create", "--name", "bench", "--role", "admin"])
+        tg.admin_token = tg.token("bench", "admin").await?;
+        Ok(tg)
+    }
+
+    /// An API token from the CLI: `role` is `admin` (admin API) or `scim` (`/scim/v2`).
+    pub async fn token(&self, name: &str, role: &str) -> Result<String> {
+        let out = self
+            .cli(&["token", "create", "--name", name, "--role", role])
             .await?;
-        tg.admin_token = out
-            .lines()
+        out.lines()
             .rfind(|l| !l.trim().is_empty())
             .map(|l| l.trim().to_string())
-            .ok_or_else(|| anyhow!("`token create` printed no token"))?;
-        Ok(tg)
+            .ok_or_else(|| anyhow!("`token create` printed no token"))
     }
 
     /// The command with this installation's settings and nothing of the caller's `TOOLGATE_*`.
@@ -85,7 +89,10 @@ impl Toolgate {
                 format!("sqlite://{dir}/toolgate.db"),
             )
             .env("TOOLGATE_DATA_DIR", dir.to_string())
-            .env("TOOLGATE_PUBLIC_URL", &self.base);
+            .env("TOOLGATE_PUBLIC_URL", &self.base)
+            // The benchmark measures the proxy path at up to thousands of calls per second from
+            // one token; the per-credential rate limit would measure the limiter instead.
+            .env("TOOLGATE_RATE_LIMIT_MCP_PER_SEC", "0");
         c.envs(self.extra_env.iter().map(|(k, v)| (k, v)));
         c
     }
@@ -177,6 +184,16 @@ impl Toolgate {
         let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
         let lines: Vec<_> = text.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// The installation's folder (database, log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The whole server log.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
     /// Size of the server log in bytes (what the run made it write).

@@ -1,5 +1,6 @@
-//! `toolgate-loadgen`: the whole proxy benchmark (`suite`, what `make bench-proxy` runs), or one
-//! load against any MCP endpoint, optionally compared with another (`run`).
+//! `toolgate-loadgen`: the whole proxy benchmark (`suite`, what `make bench-proxy` runs), the
+//! long soak with policy changes and SCIM churn (`soak`, what `make soak` runs), or one load
+//! against any MCP endpoint, optionally compared with another (`run`).
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -7,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use toolgate_loadgen::client::{self, Target};
 use toolgate_loadgen::drive::{self, Op, Pace, Plan, Side};
-use toolgate_loadgen::suite;
+use toolgate_loadgen::{soak, suite};
 
 /// Load generator for Toolgate's MCP proxy.
 #[derive(Debug, Parser)]
@@ -22,8 +23,59 @@ enum Command {
     /// Every scenario of the proxy benchmark against a fresh toolgate and the echo upstream;
     /// prints a Markdown report (progress on stderr).
     Suite(SuiteArgs),
+    /// A long run against a fresh toolgate: many sessions at a steady rate with policy changes
+    /// and SCIM churn in parallel; RSS, descriptors and threads sampled; prints a Markdown
+    /// report and exits non-zero on errors or growth.
+    Soak(SoakArgs),
     /// One load against an MCP endpoint, optionally compared with a second one (`--vs-url`).
     Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct SoakArgs {
+    /// The toolgate binary (a release build).
+    #[arg(long, default_value = "target/release/toolgate")]
+    toolgate: PathBuf,
+    /// The echo-upstream binary; default: next to this program.
+    #[arg(long)]
+    echo_upstream: Option<PathBuf>,
+    /// Extra environment for toolgate, KEY=VALUE, repeatable (the report names it).
+    #[arg(long, value_parser = key_value)]
+    gateway_env: Vec<(String, String)>,
+    /// MCP sessions held open for the whole run.
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// Principals (personal tokens) the sessions are spread over; each stays under the
+    /// server's default MCP rate limit of 100 requests/s.
+    #[arg(long, default_value_t = 10)]
+    principals: usize,
+    /// Total tools/call per second over all sessions.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Length of the load: seconds, or with a unit (`600s`, `10m`).
+    #[arg(long, default_value = "10m", value_parser = duration)]
+    duration: Duration,
+    /// Seconds between readings of the server.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    sample_every: Duration,
+    /// Time between two policy changes (admin API).
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    policy_every: Duration,
+    /// Time between two SCIM churn steps.
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    scim_every: Duration,
+    /// Sessions do not open their GET SSE stream.
+    #[arg(long)]
+    no_streams: bool,
+    /// RSS growth (fraction) tolerated from the baseline window to the end.
+    #[arg(long, default_value_t = 0.2)]
+    max_rss_growth: f64,
+    /// Open file descriptors tolerated above the baseline at the end.
+    #[arg(long, default_value_t = 32)]
+    fd_margin: u64,
+    /// Also write every sample and the totals as JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +162,24 @@ struct RunArgs {
     rounds: usize,
 }
 
+/// `600`, `600s`, `10m`, `1h`, `500ms`.
+fn duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().map_err(|_| format!("{s:?} is not a duration"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{s:?}: {e}"))
+}
+
 fn key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -120,6 +190,7 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 async fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Suite(a) => run_suite(a).await,
+        Command::Soak(a) => run_soak(a).await,
         Command::Run(a) => run_one(a).await,
     }
 }
@@ -174,6 +245,47 @@ async fn run_suite(a: SuiteArgs) -> Result<()> {
             .with_context(|| format!("write {}", out.display()))?;
     }
     println!("{}", report.markdown());
+    Ok(())
+}
+
+async fn run_soak(a: SoakArgs) -> Result<()> {
+    raise_nofile_limit();
+    let echo_upstream = match a.echo_upstream {
+        Some(p) => p,
+        None => std::env::current_exe()
+            .context("own path")?
+            .with_file_name("echo-upstream"),
+    };
+    let absolute = |p: PathBuf| {
+        std::fs::canonicalize(&p).with_context(|| format!("{} not found", p.display()))
+    };
+    let opts = soak::Options {
+        toolgate: absolute(a.toolgate)?,
+        echo_upstream: absolute(echo_upstream)?,
+        gateway_env: a.gateway_env,
+        sessions: a.sessions,
+        principals: a.principals,
+        rate: a.rate,
+        duration: a.duration,
+        sample_every: a.sample_every,
+        policy_every: a.policy_every,
+        scim_every: a.scim_every,
+        streams: !a.no_streams,
+        limits: soak::Limits {
+            rss_growth: a.max_rss_growth,
+            fd_margin: a.fd_margin,
+        },
+    };
+    let report = soak::run(&opts).await?;
+    if let Some(out) = &a.out {
+        std::fs::write(out, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("write {}", out.display()))?;
+    }
+    println!("{}", report.markdown());
+    if !report.verdict.pass() {
+        eprintln!("soak failed: see the verdict above");
+        std::process::exit(1);
+    }
     Ok(())
 }
 
@@ -239,4 +351,21 @@ async fn run_one(a: RunArgs) -> Result<()> {
         c.added_p99_ms()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_with_and_without_units() {
+        assert_eq!(duration("600"), Ok(Duration::from_secs(600)));
+        assert_eq!(duration("600s"), Ok(Duration::from_secs(600)));
+        assert_eq!(duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(duration("10 minutes").is_err());
+        assert!(duration("m").is_err());
+    }
 }

@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::json;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;
@@ -96,7 +96,7 @@ pub struct Machine {
 }
 
 impl Machine {
-    fn detect() -> Machine {
+    pub(crate) fn detect() -> Machine {
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
         let cpuinfo = read("/proc/cpuinfo");
         let cpu = cpuinfo
@@ -132,39 +132,45 @@ impl Machine {
 }
 
 /// Progress on stderr, with the time since the suite started.
-struct Progress(Instant);
+pub(crate) struct Progress(pub(crate) Instant);
 
 impl Progress {
-    fn say(&self, what: impl std::fmt::Display) {
+    pub(crate) fn say(&self, what: impl std::fmt::Display) {
         eprintln!("[loadgen {:6.1}s] {what}", self.0.elapsed().as_secs_f64());
     }
 }
 
 /// A child process stopped (killed) when dropped.
-struct Child {
+pub(crate) struct Child {
     child: tokio::process::Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Child {
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id().unwrap_or(0)
     }
 }
 
-async fn spawn_echo_upstream(opts: &Options) -> Result<Child> {
-    let mut child = tokio::process::Command::new(&opts.echo_upstream)
+/// Starts `echo-upstream` (`wide_tools` x `wide_copies` for the tools/list scenario) and waits
+/// for its address.
+pub(crate) async fn spawn_echo_upstream(
+    binary: &Path,
+    wide_tools: usize,
+    wide_copies: usize,
+) -> Result<Child> {
+    let mut child = tokio::process::Command::new(binary)
         .args([
             "--wide-tools",
-            &opts.wide_tools.to_string(),
+            &wide_tools.to_string(),
             "--wide-copies",
-            &opts.wide_copies.to_string(),
+            &wide_copies.to_string(),
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("spawn {}", opts.echo_upstream.display()))?;
+        .with_context(|| format!("spawn {}", binary.display()))?;
     let out = child.stdout.take().context("echo-upstream stdout")?;
     let mut lines = tokio::io::BufReader::new(out).lines();
     let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
@@ -318,7 +324,8 @@ pub async fn run(opts: &Options) -> Result<Report> {
     let http = client::http_client();
     let machine = Machine::detect();
 
-    let upstream = spawn_echo_upstream(opts).await?;
+    let upstream =
+        spawn_echo_upstream(&opts.echo_upstream, opts.wide_tools, opts.wide_copies).await?;
     progress.say(format!("echo-upstream at {}", upstream.url));
 
     let mut tg = Toolgate::prepare(&opts.toolgate, &opts.gateway_env, &http).await?;

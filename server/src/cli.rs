@@ -1,6 +1,7 @@
-//! The command line: `toolgate serve | migrate | admin create | token create | audit verify |
-//! policy export | policy apply | keys generate | keys rotate`, and the console commands that
-//! work on the database directly (policy as a file, master-key rotation).
+//! The command line: `toolgate serve | migrate | admin create | token create/list/revoke |
+//! audit verify | policy export | policy apply | keys generate | keys rotate`, and the console
+//! commands that work on the database directly (policy as a file, master-key rotation, API
+//! tokens).
 
 use crate::config::Config;
 use anyhow::Context;
@@ -178,6 +179,23 @@ pub enum TokenCommand {
     /// provisioning client (Microsoft Entra). The token is printed once, as the last line of
     /// standard output; only its SHA-256 hash is stored.
     Create(TokenCreate),
+    /// List the API tokens of a role (id, name, prefix, created, revoked); never the secrets.
+    List(TokenList),
+    /// Revoke an API token by id (see `token list`): refused from the next request on.
+    Revoke(TokenRevoke),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenList {
+    /// Which tokens.
+    #[arg(long, value_enum, default_value_t = TokenRole::Admin)]
+    pub role: TokenRole,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevoke {
+    /// The token's id.
+    pub id: String,
 }
 
 #[derive(Debug, Args)]

@@ -66,6 +66,29 @@ pub struct Config {
     pub shutdown_delay_secs: u64,
     /// Seconds in-flight requests get to finish once the listener is closed.
     pub shutdown_grace_secs: u64,
+    /// Largest request body read on any endpoint (bytes); larger ones get 413 in the
+    /// endpoint's own error format.
+    pub max_request_bytes: usize,
+    /// Largest total size of a request's headers (bytes); larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Deepest nesting of arrays and objects accepted in a JSON request body.
+    pub max_json_depth: usize,
+    /// Most JSON-RPC messages in one batch posted to `/mcp`.
+    pub max_batch_messages: usize,
+    /// Largest answer taken from an upstream MCP server (bytes); a larger one gives the caller
+    /// an error instead.
+    pub upstream_max_response_bytes: usize,
+    /// Requests per second each MCP credential (token, service principal) may make on `/mcp`;
+    /// bursts of twice that are allowed. 0: no limit.
+    pub rate_limit_mcp_per_sec: u32,
+    /// Requests per second each SCIM token may make; bursts of twice that. 0: no limit.
+    pub rate_limit_scim_per_sec: u32,
+    /// Requests per minute each client address may make to the OAuth endpoints (authorize,
+    /// token, register, revoke); bursts of that many. 0: no limit.
+    pub rate_limit_oauth_per_min: u32,
+    /// Sign-in attempts per minute per client address and per user name (dashboard password
+    /// sign-in and the OpenID Connect flow); bursts of that many. 0: no limit.
+    pub rate_limit_signin_per_min: u32,
 }
 
 impl Default for Config {
@@ -90,6 +113,15 @@ impl Default for Config {
             mcp_allowed_hosts: Vec::new(),
             shutdown_delay_secs: 0,
             shutdown_grace_secs: 10,
+            max_request_bytes: 4 * 1024 * 1024,
+            max_header_bytes: 32 * 1024,
+            max_json_depth: 64,
+            max_batch_messages: 32,
+            upstream_max_response_bytes: 4 * 1024 * 1024,
+            rate_limit_mcp_per_sec: 100,
+            rate_limit_scim_per_sec: 100,
+            rate_limit_oauth_per_min: 300,
+            rate_limit_signin_per_min: 20,
         }
     }
 }
@@ -119,6 +151,36 @@ impl Config {
 
     fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         let get = |k: &str| env(k).filter(|v| !v.is_empty());
+        // Whole-number settings: `TOOLGATE_<FIELD>` parsed into the field.
+        macro_rules! numbers {
+            ($($field:ident),* $(,)?) => {$(
+                let key = concat!("TOOLGATE_", stringify!($field)).to_ascii_uppercase();
+                if let Some(v) = get(&key) {
+                    self.$field = v
+                        .parse()
+                        .with_context(|| format!("{key} must be a whole number"))?;
+                }
+            )*};
+        }
+        numbers!(
+            upstream_timeout_secs,
+            connector_health_secs,
+            elevation_settle_secs,
+            session_ttl_hours,
+            audit_retention_days,
+            audit_checkpoint_secs,
+            shutdown_delay_secs,
+            shutdown_grace_secs,
+            max_request_bytes,
+            max_header_bytes,
+            max_json_depth,
+            max_batch_messages,
+            upstream_max_response_bytes,
+            rate_limit_mcp_per_sec,
+            rate_limit_scim_per_sec,
+            rate_limit_oauth_per_min,
+            rate_limit_signin_per_min,
+        );
         if let Some(v) = get("TOOLGATE_LISTEN") {
             self.listen = v;
         }
@@ -144,37 +206,12 @@ impl Config {
                 other => bail!("TOOLGATE_LOG_FORMAT must be text or json, got {other:?}"),
             };
         }
-        if let Some(v) = get("TOOLGATE_UPSTREAM_TIMEOUT_SECS") {
-            self.upstream_timeout_secs = v
-                .parse()
-                .context("TOOLGATE_UPSTREAM_TIMEOUT_SECS must be a whole number")?;
-        }
-        if let Some(v) = get("TOOLGATE_CONNECTOR_HEALTH_SECS") {
-            self.connector_health_secs = v
-                .parse()
-                .context("TOOLGATE_CONNECTOR_HEALTH_SECS must be a whole number")?;
-        }
-        if let Some(v) = get("TOOLGATE_ELEVATION_SETTLE_SECS") {
-            self.elevation_settle_secs = v
-                .parse()
-                .context("TOOLGATE_ELEVATION_SETTLE_SECS must be a whole number")?;
-        }
-        if let Some(v) = get("TOOLGATE_SESSION_TTL_HOURS") {
-            self.session_ttl_hours = v
-                .parse()
-                .context("TOOLGATE_SESSION_TTL_HOURS must be a whole number")?;
-        }
         if let Some(v) = get("TOOLGATE_AUDIT_FAIL_OPEN") {
             self.audit_fail_open = match v.as_str() {
                 "true" | "1" => true,
                 "false" | "0" => false,
                 other => bail!("TOOLGATE_AUDIT_FAIL_OPEN must be true or false, got {other:?}"),
             };
-        }
-        if let Some(v) = get("TOOLGATE_AUDIT_RETENTION_DAYS") {
-            self.audit_retention_days = v
-                .parse()
-                .context("TOOLGATE_AUDIT_RETENTION_DAYS must be a whole number")?;
         }
         if let Some(v) = get("TOOLGATE_SQLITE_SYNCHRONOUS") {
             self.sqlite_synchronous = v;
@@ -191,21 +228,6 @@ impl Config {
         }
         if let Some(v) = get("TOOLGATE_MCP_ALLOWED_HOSTS") {
             self.mcp_allowed_hosts = list(v);
-        }
-        if let Some(v) = get("TOOLGATE_SHUTDOWN_DELAY_SECS") {
-            self.shutdown_delay_secs = v
-                .parse()
-                .context("TOOLGATE_SHUTDOWN_DELAY_SECS must be a whole number")?;
-        }
-        if let Some(v) = get("TOOLGATE_SHUTDOWN_GRACE_SECS") {
-            self.shutdown_grace_secs = v
-                .parse()
-                .context("TOOLGATE_SHUTDOWN_GRACE_SECS must be a whole number")?;
-        }
-        if let Some(v) = get("TOOLGATE_AUDIT_CHECKPOINT_SECS") {
-            self.audit_checkpoint_secs = v
-                .parse()
-                .context("TOOLGATE_AUDIT_CHECKPOINT_SECS must be a whole number")?;
         }
         Ok(())
     }
@@ -264,6 +286,21 @@ impl Config {
         }
         if !(1..=3600).contains(&self.shutdown_grace_secs) {
             bail!("shutdown_grace_secs must be 1-3600");
+        }
+        if !(1024..=1024 * 1024 * 1024).contains(&self.max_request_bytes) {
+            bail!("max_request_bytes must be 1024-1073741824");
+        }
+        if !(1024..=1024 * 1024).contains(&self.max_header_bytes) {
+            bail!("max_header_bytes must be 1024-1048576");
+        }
+        if !(2..=128).contains(&self.max_json_depth) {
+            bail!("max_json_depth must be 2-128");
+        }
+        if !(1..=1000).contains(&self.max_batch_messages) {
+            bail!("max_batch_messages must be 1-1000");
+        }
+        if !(1024..=1024 * 1024 * 1024).contains(&self.upstream_max_response_bytes) {
+            bail!("upstream_max_response_bytes must be 1024-1073741824");
         }
         self.trusted_proxy_nets()?;
         for h in &self.mcp_allowed_hosts {
@@ -424,6 +461,33 @@ mod tests {
         let cfg = Config::load(None, env(&[("TOOLGATE_CONNECTOR_HEALTH_SECS", "5")])).unwrap();
         assert_eq!(cfg.connector_health_secs, 5);
         assert_eq!(Config::default().connector_health_secs, 30);
+        assert!(Config::load(None, env(&[("TOOLGATE_MAX_REQUEST_BYTES", "12")])).is_err());
+        assert!(Config::load(None, env(&[("TOOLGATE_MAX_JSON_DEPTH", "deep")])).is_err());
+        assert!(Config::load(None, env(&[("TOOLGATE_RATE_LIMIT_MCP_PER_SEC", "-1")])).is_err());
+    }
+
+    #[test]
+    fn limits_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.toml");
+        std::fs::write(
+            &p,
+            "max_request_bytes = 65536\nrate_limit_mcp_per_sec = 5\nupstream_max_response_bytes = 2048\n",
+        )
+        .unwrap();
+        let cfg = Config::load(
+            Some(&p),
+            env(&[("TOOLGATE_RATE_LIMIT_SIGNIN_PER_MIN", "0")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.max_request_bytes, 65536);
+        assert_eq!(cfg.rate_limit_mcp_per_sec, 5);
+        assert_eq!(cfg.upstream_max_response_bytes, 2048);
+        assert_eq!(
+            cfg.rate_limit_signin_per_min, 0,
+            "the env turns the limit off"
+        );
+        assert_eq!(cfg.max_json_depth, 64, "defaults for the rest");
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub fn discovered(tool: &Tool) -> DiscoveredTool {
         description: tool.description.as_deref().unwrap_or_default().to_string(),
         input_schema: serde_json::Value::Object((*tool.input_schema).clone()),
         annotations,
+        presentation: serde_json::json!({
+            "title": tool.title,
+            "annotations": tool.annotations,
+            "outputSchema": tool.output_schema,
+        }),
     }
 }
 

@@ -8,6 +8,8 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod elevation;
+#[cfg(test)]
+mod fuzz_jsonrpc;
 pub mod http;
 pub mod mcp;
 pub mod metrics_names;
@@ -138,12 +140,77 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Policy { command } => cli::policy(&config, command).await,
         Command::Keys { command } => cli::keys(&config, command).await,
         Command::Token {
+            command: TokenCommand::List(args),
+        } => {
+            let store = open_store(&config).await?;
+            let tokens = store
+                .list_tokens_of_kind(token_kind(args.role))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.close().await;
+            println!("id\tname\tprefix\tcreated\tstate");
+            for t in tokens {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    t.id,
+                    t.name,
+                    t.prefix,
+                    t.created_at.to_rfc3339(),
+                    if t.revoked { "revoked" } else { "active" }
+                );
+            }
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Revoke(args),
+        } => {
+            let store = open_store(&config).await?;
+            let known = [TokenKind::Admin, TokenKind::Scim];
+            let mut found = None;
+            for kind in known {
+                let tokens = store
+                    .list_tokens_of_kind(kind)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                found = found.or(tokens.into_iter().find(|t| t.id == args.id));
+            }
+            let Some(token) = found else {
+                store.close().await;
+                return Err(cli::InvalidInput(format!(
+                    "no admin or SCIM token has the id {:?} (see `toolgate token list`)",
+                    args.id
+                ))
+                .into());
+            };
+            store
+                .revoke_token(&token.id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let event = toolgate_domain::store::NewAuditEvent::change(
+                store.clock().now(),
+                "admin.token.revoke",
+                "cli",
+                "system",
+                serde_json::to_value(&token).ok(),
+                None,
+            );
+            store
+                .insert_audit_batch(&[event])
+                .await
+                .map_err(|e| anyhow::anyhow!("token revoked but not audited: {e}"))?;
+            store.close().await;
+            eprintln!(
+                "revoked {} token {:?} ({})",
+                token.kind.as_str(),
+                token.name,
+                token.id
+            );
+            Ok(())
+        }
+        Command::Token {
             command: TokenCommand::Create(args),
         } => {
-            let kind = match args.role {
-                cli::TokenRole::Admin => TokenKind::Admin,
-                cli::TokenRole::Scim => TokenKind::Scim,
-            };
+            let kind = token_kind(args.role);
             let store = open_store(&config).await?;
             let (info, secret) = store
                 .create_token(kind, &args.name, None)
@@ -172,6 +239,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{secret}");
             Ok(())
         }
+    }
+}
+
+fn token_kind(role: cli::TokenRole) -> TokenKind {
+    match role {
+        cli::TokenRole::Admin => TokenKind::Admin,
+        cli::TokenRole::Scim => TokenKind::Scim,
     }
 }
 
@@ -324,9 +398,10 @@ pub async fn build_state(
     ));
     let scim_log = scim::ScimLog::start(store.clone());
     let siem = siem::spawn(store.clone(), uuid::Uuid::new_v4().to_string());
-    let upstreams = Arc::new(mcp::upstream::Upstreams::new(Duration::from_secs(
-        config.upstream_timeout_secs,
-    )));
+    let upstreams = Arc::new(
+        mcp::upstream::Upstreams::new(Duration::from_secs(config.upstream_timeout_secs))
+            .with_max_response_bytes(config.upstream_max_response_bytes),
+    );
     let catalog = connectors::Catalog::new(
         store.clone(),
         snapshot.clone(),
@@ -345,6 +420,7 @@ pub async fn build_state(
         audit: audit.clone(),
         notifier: elevation::WebhookNotifier::start(store.clone(), config.public_url()),
     };
+    let config_for_limits = config.clone();
     Ok(state::AppState {
         workflow,
         leptos_options: leptos_options(&config, addr),
@@ -360,6 +436,7 @@ pub async fn build_state(
         oauth,
         siem,
         draining: Arc::default(),
+        rate_limits: http::rate_limit::RateLimits::from_config(&config_for_limits),
     })
 }
 
@@ -382,6 +459,18 @@ pub fn build_router(
         .merge(oauth::router(&state))
         .merge(mcp::router(&state, streams, sessions))
         .merge(web::router(&state))
+        .layer(axum::middleware::from_fn_with_state(
+            state.rate_limits.clone(),
+            http::rate_limit::enforce,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            http::limits::Limits::from_config(&state.config),
+            http::limits::enforce,
+        ))
+        // The extractors' own cap (2 MB by default) follows the configured one.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_request_bytes,
+        ))
         .layer(axum::middleware::from_fn(probes::count_requests))
         .layer(axum::middleware::from_fn_with_state(
             http::security_headers::Https(state.config.is_https()),
@@ -476,6 +565,10 @@ pub async fn start_with_clock(
         Duration::from_secs(state.config.connector_health_secs),
         sessions.child_token(),
     );
+    tokio::spawn(forget_idle_rate_limits(
+        Arc::downgrade(&state.rate_limits),
+        shutdown.child_token(),
+    ));
     tokio::spawn(elevation::settle_loop(
         state.workflow.clone(),
         Duration::from_secs(state.config.elevation_settle_secs.max(1)),
@@ -506,6 +599,24 @@ pub async fn start_with_clock(
         sessions,
         task,
     })
+}
+
+/// Drops idle rate-limit keys every minute so the limiters' memory follows the active callers.
+async fn forget_idle_rate_limits(
+    limits: std::sync::Weak<http::rate_limit::RateLimits>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        match limits.upgrade() {
+            Some(l) => l.forget_idle(),
+            None => return,
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -11,6 +11,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+/// Longest `/readyz` waits for the database before it answers 503.
+const PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -37,7 +40,13 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    match state.store.ping().await {
+    // The pool waits up to its acquire timeout (5 s) for a connection while the database is
+    // down; a probe must answer "not ready" before the orchestrator's own timeout (3 s in
+    // deploy/kubernetes.yaml) turns the wait into a failed probe with no reason given.
+    match tokio::time::timeout(PING_TIMEOUT, state.store.ping())
+        .await
+        .unwrap_or_else(|_| Err(toolgate_domain::Error::Internal("ping timed out".into())))
+    {
         Ok(()) => (
             StatusCode::OK,
             axum::Json(serde_json::json!({"status": "ready"})),

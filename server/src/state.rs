@@ -32,4 +32,6 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// Set when shutdown begins: `/readyz` answers 503 so load balancers stop routing here.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Per-principal, per-token and per-address request budgets.
+    pub rate_limits: Arc<crate::http::rate_limit::RateLimits>,
 }

@@ -3,6 +3,8 @@
 
 #[path = "integration/api.rs"]
 mod api;
+#[path = "integration/attacks.rs"]
+mod attacks;
 #[path = "integration/audit.rs"]
 mod audit;
 #[path = "integration/cli_policy.rs"]
@@ -13,8 +15,16 @@ mod common;
 mod connectors;
 #[path = "integration/crash.rs"]
 mod crash;
+#[path = "integration/db_faults.rs"]
+mod db_faults;
 #[path = "integration/elevation.rs"]
 mod elevation;
+#[path = "integration/faults.rs"]
+mod faults;
+#[path = "integration/fuzz.rs"]
+mod fuzz;
+#[path = "integration/limits.rs"]
+mod limits;
 #[path = "integration/mcp.rs"]
 mod mcp;
 #[path = "integration/oauth.rs"]

@@ -19,12 +19,36 @@ pub struct DiscoveredTool {
     pub description: String,
     pub input_schema: serde_json::Value,
     pub annotations: ToolHints,
+    /// What else agents are shown and an upstream could change after review: the title, the
+    /// annotations exactly as sent (title and hints) and the output schema (`null` when none).
+    pub presentation: serde_json::Value,
 }
 
+/// A catalog row as a sync compares it: name, hash, approved hash, status, risk overridden,
+/// present, hash version.
+type StoredToolRow = (String, String, Option<String>, String, i64, i64, i64);
+
+/// The definition [`DiscoveredTool::hash`] covers (see migration 0010).
+pub const TOOL_HASH_VERSION: i64 = 2;
+
 impl DiscoveredTool {
-    /// SHA-256 over the name, description and input schema (as a JSON array, so the parts cannot
-    /// run into each other). Annotations are left out: they are hints, not what the tool does.
+    /// SHA-256 over everything an agent is shown: name, description, input schema and the
+    /// presentation (title, annotations, output schema), as a JSON array so the parts cannot run
+    /// into each other. A hint turned to `readOnlyHint: true` after review is a change like any
+    /// other.
     pub fn hash(&self) -> String {
+        let canonical = serde_json::json!([
+            self.name,
+            self.description,
+            self.input_schema,
+            self.presentation
+        ]);
+        sha256_hex(canonical.to_string().as_bytes())
+    }
+
+    /// The hash older releases stored (version 1: name, description and input schema only), to
+    /// carry reviews over on upgrade.
+    pub fn hash_v1(&self) -> String {
         let canonical = serde_json::json!([self.name, self.description, self.input_schema]);
         sha256_hex(canonical.to_string().as_bytes())
     }
@@ -132,6 +156,22 @@ const SELECT: &str =
 pub const MAX_TOOLS_PER_CONNECTOR: usize = 10_000;
 
 impl Store {
+    /// Makes a tool's row look as an older release left it (hash version 1, `hash` as its
+    /// reviewed hash), for the upgrade-path test.
+    #[cfg(feature = "test-util")]
+    pub async fn set_tool_hash_v1(&self, connector_id: &str, name: &str, hash: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE connector_tools SET hash = $1, approved_hash = $1, hash_version = 1
+             WHERE connector_id = $2 AND name = $3",
+        )
+        .bind(hash)
+        .bind(connector_id)
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// A connector's catalog, by tool name.
     pub async fn catalog(&self, connector_id: &str) -> Result<Vec<CatalogTool>> {
         let sql = format!("{SELECT} WHERE t.connector_id = $1 ORDER BY t.name");
@@ -225,8 +265,8 @@ impl Store {
             return Err(Error::NotFound("connector"));
         };
         let initial = initialized == 0;
-        let existing: Vec<(String, String, Option<String>, String, i64, i64)> = sqlx::query_as(
-            "SELECT name, hash, approved_hash, status, risk_overridden, present FROM connector_tools WHERE connector_id = $1",
+        let existing: Vec<StoredToolRow> = sqlx::query_as(
+            "SELECT name, hash, approved_hash, status, risk_overridden, present, hash_version FROM connector_tools WHERE connector_id = $1",
         )
         .bind(connector_id)
         .fetch_all(&mut *tx)
@@ -250,8 +290,9 @@ impl Store {
                     };
                     sqlx::query(
                         "INSERT INTO connector_tools (connector_id, name, description, input_schema, annotations, hash,
-                            approved_hash, status, risk, risk_reason, risk_overridden, present, first_seen, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 1, $11, $11)",
+                            approved_hash, status, risk, risk_reason, risk_overridden, present, first_seen, updated_at,
+                            hash_version)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, 1, $11, $11, $12)",
                     )
                     .bind(connector_id)
                     .bind(&tool.name)
@@ -264,12 +305,34 @@ impl Store {
                     .bind(risk.as_str())
                     .bind(&reason)
                     .bind(now)
+                    .bind(TOOL_HASH_VERSION)
                     .execute(&mut *tx)
                     .await?;
                     sync.added.push(tool.name.clone());
                 }
-                Some((_, old_hash, approved_hash, status, _, present)) => {
+                Some((_, old_hash, approved_hash, status, _, present, version)) => {
                     if *old_hash == hash && *present == 1 {
+                        continue;
+                    }
+                    if *version < TOOL_HASH_VERSION && *old_hash == tool.hash_v1() {
+                        // Hashed by an older release over fewer parts, and those parts are
+                        // unchanged: the same tool. Re-hash it, carrying its review over.
+                        let approved = (approved_hash.as_deref() == Some(old_hash.as_str()))
+                            .then_some(hash.as_str());
+                        sqlx::query(
+                            "UPDATE connector_tools SET hash = $1, approved_hash = COALESCE($2, approved_hash),
+                                annotations = $3, hash_version = $4, present = 1, updated_at = $5
+                             WHERE connector_id = $6 AND name = $7",
+                        )
+                        .bind(&hash)
+                        .bind(approved)
+                        .bind(&annotations)
+                        .bind(TOOL_HASH_VERSION)
+                        .bind(now)
+                        .bind(connector_id)
+                        .bind(&tool.name)
+                        .execute(&mut *tx)
+                        .await?;
                         continue;
                     }
                     let status = Review::parse(status).unwrap_or(Review::Pending);
@@ -290,7 +353,7 @@ impl Store {
                         "UPDATE connector_tools SET description = $1, input_schema = $2, annotations = $3, hash = $4,
                             status = $5, risk = CASE WHEN risk_overridden = 1 THEN risk ELSE $6 END,
                             risk_reason = CASE WHEN risk_overridden = 1 THEN risk_reason ELSE $7 END,
-                            present = 1, updated_at = $8
+                            present = 1, updated_at = $8, hash_version = $11
                          WHERE connector_id = $9 AND name = $10",
                     )
                     .bind(&tool.description)
@@ -303,12 +366,13 @@ impl Store {
                     .bind(now)
                     .bind(connector_id)
                     .bind(&tool.name)
+                    .bind(TOOL_HASH_VERSION)
                     .execute(&mut *tx)
                     .await?;
                 }
             }
         }
-        for (name, _, _, _, _, present) in &existing {
+        for (name, _, _, _, _, present, _) in &existing {
             if *present == 1 && !discovered.iter().any(|d| &d.name == name) {
                 sqlx::query(
                     "UPDATE connector_tools SET present = 0, updated_at = $1 WHERE connector_id = $2 AND name = $3",

@@ -301,6 +301,17 @@ fn validate_shape(shape: Shape<'_>) -> Result<()> {
 /// Checks a new connector's fields, naming the first problem.
 pub fn validate_new_connector(input: &NewConnector) -> Result<()> {
     validate_connector_name(&input.name).map_err(Error::Invalid)?;
+    // Why: the gateway answers `toolgate__…` tool names itself (`toolgate__request_elevation`);
+    // a connector of that name would have its upstream's tools listed under names the gateway
+    // routes to its own, with descriptions nobody at Toolgate wrote.
+    let (reserved, _) = crate::elevation::REQUEST_TOOL
+        .split_once(crate::names::TOOL_SEPARATOR)
+        .unwrap_or_default();
+    if input.name == reserved {
+        return Err(Error::invalid(format!(
+            "connector name {reserved:?} is reserved for the gateway's own tools"
+        )));
+    }
     validate_shape(Shape {
         transport: input.transport,
         url: &input.url,
@@ -662,6 +673,13 @@ mod tests {
         let mut bad = NewConnector::http("gh", "https://x/mcp");
         bad.max_concurrency = 0;
         assert!(validate_new_connector(&bad).is_err());
+        // The gateway's own tool prefix is not a connector name.
+        let err = validate_new_connector(&NewConnector::http("toolgate", "https://x/mcp"));
+        assert!(
+            matches!(&err, Err(Error::Invalid(m)) if m.contains("reserved")),
+            "{err:?}"
+        );
+        assert!(validate_new_connector(&NewConnector::http("toolgate-2", "https://x/mcp")).is_ok());
     }
 
     #[test]

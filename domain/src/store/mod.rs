@@ -297,7 +297,7 @@ impl<T> ResultExt<T> for std::result::Result<T, sqlx::Error> {
     fn on_unique(self, msg: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| match &e {
             sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict(msg()),
-            _ => Error::Database(e),
+            _ => Error::from(e),
         })
     }
 }
@@ -324,6 +324,35 @@ pub async fn isolated_postgres_url(base: &str) -> Result<String> {
     Ok(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
 }
 
+/// Test support: a fresh PostgreSQL database (not just a schema: advisory locks, such as the audit
+/// chain's, are per database, so a test that holds them up cannot stall other tests); its URL.
+#[cfg(feature = "test-util")]
+pub async fn isolated_postgres_database(base: &str) -> Result<String> {
+    use sqlx::Connection;
+    install_default_drivers();
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(base).await?;
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await?;
+    conn.close().await?;
+    let mut url = url::Url::parse(base).map_err(|e| Error::invalid(e.to_string()))?;
+    url.set_path(&name);
+    Ok(url.to_string())
+}
+
+/// Test support: drops a database made by [`isolated_postgres_database`], ending its sessions.
+#[cfg(feature = "test-util")]
+pub async fn drop_postgres_database(base: &str, url: &str) -> Result<()> {
+    use sqlx::Connection;
+    let url = url::Url::parse(url).map_err(|e| Error::invalid(e.to_string()))?;
+    let name = url.path().trim_start_matches('/');
+    let mut conn = sqlx::PgConnection::connect(base).await?;
+    conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+        .await?;
+    conn.close().await?;
+    Ok(())
+}
+
 /// Test support: ends the PostgreSQL backends whose `application_name` is `name` (as a database
 /// restart or a network cut would); how many were ended.
 #[cfg(feature = "test-util")]
@@ -338,6 +367,63 @@ pub async fn terminate_postgres_backends(base: &str, name: &str) -> Result<u64> 
     .await?;
     conn.close().await?;
     Ok(ended.iter().filter(|(ok,)| *ok).count() as u64)
+}
+
+/// Test support: another connection holding SQLite's write lock on the database at `url` (as a
+/// second process, a backup tool or an operator's `sqlite3` shell would) until `release`.
+#[cfg(feature = "test-util")]
+pub struct SqliteWriteLock {
+    conn: sqlx::SqliteConnection,
+}
+
+#[cfg(feature = "test-util")]
+impl SqliteWriteLock {
+    /// Takes the lock (`BEGIN EXCLUSIVE`), waiting up to 10 s for a writer in progress.
+    pub async fn acquire(url: &str) -> Result<Self> {
+        use sqlx::ConnectOptions;
+        use std::str::FromStr;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(&prepare_sqlite_url(url)?)?
+            .busy_timeout(Duration::from_secs(10))
+            .connect()
+            .await?;
+        conn.execute("BEGIN EXCLUSIVE").await?;
+        Ok(SqliteWriteLock { conn })
+    }
+
+    /// Ends the transaction (nothing was written) and closes the connection.
+    pub async fn release(mut self) -> Result<()> {
+        use sqlx::Connection;
+        self.conn.execute("ROLLBACK").await?;
+        self.conn.close().await?;
+        Ok(())
+    }
+}
+
+/// Test support: a PostgreSQL transaction holding `LOCK TABLE {table} IN EXCLUSIVE MODE` (reads go
+/// on, writes wait: a migration, a hung replica or an operator's session) until `release`.
+#[cfg(feature = "test-util")]
+pub struct PostgresTableLock {
+    conn: sqlx::PgConnection,
+}
+
+#[cfg(feature = "test-util")]
+impl PostgresTableLock {
+    pub async fn acquire(url: &str, table: &str) -> Result<Self> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        conn.execute("BEGIN").await?;
+        conn.execute(format!("LOCK TABLE {table} IN EXCLUSIVE MODE").as_str())
+            .await?;
+        Ok(PostgresTableLock { conn })
+    }
+
+    /// Ends the transaction and closes the connection.
+    pub async fn release(mut self) -> Result<()> {
+        use sqlx::Connection;
+        self.conn.execute("ROLLBACK").await?;
+        self.conn.close().await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -71,6 +71,14 @@ impl From<DomainError> for ApiError {
                 "audit_unavailable",
                 "the audit log is unavailable; the request was refused",
             ),
+            e if e.is_unavailable() => {
+                tracing::warn!(error = %e, "admin API request refused: database unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the database is unavailable; retry shortly",
+                )
+            }
             e @ (DomainError::Database(_) | DomainError::Internal(_)) => ApiError::internal(e),
         }
     }
@@ -96,6 +104,10 @@ impl IntoResponse for ApiError {
             },
         });
         let mut res = (self.status, body).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -1157,9 +1157,6 @@ impl Gateway {
         (self.shared.snapshot.get(), failed)
     }
 
-    /// Writes an audit event and waits until it is durable. If it cannot be written the caller
-    /// gets an error instead (fail closed) unless `audit_fail_open` is set, in which case the
-    /// failure is logged at error level and counted.
     /// The error for a tool only an elevation (that the caller may request) would allow.
     fn elevation_required(&self, exposed: &str, profiles: &[String]) -> ErrorData {
         let link = crate::elevation::access_link(
@@ -1267,6 +1264,9 @@ impl Gateway {
         }))
     }
 
+    /// Writes an audit event and waits until it is durable. If it cannot be written the caller
+    /// gets an error instead (fail closed) unless `audit_fail_open` is set, in which case the
+    /// failure is logged at error level and counted.
     async fn record(&self, event: NewAuditEvent, is_result: bool) -> Result<(), ErrorData> {
         if event.kind == "tool_call" && event.outcome != Outcome::Forwarded
             || event.kind == "tool_result"

@@ -49,6 +49,24 @@ pub fn allowed_hosts(public_url: &str) -> Vec<String> {
     hosts
 }
 
+/// Origins a browser may call `/mcp` from (the MCP transport spec asks servers to check it
+/// against DNS rebinding): the public URL's own, and any port of the extra host names. Requests
+/// without `Origin` (agents are not browsers) are not affected.
+pub fn allowed_origins(public_url: &str, extra_hosts: &[String]) -> Vec<String> {
+    let mut origins = Vec::new();
+    if let Ok(url) = reqwest::Url::parse(public_url)
+        && let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default())
+    {
+        origins.push(format!("{}://{host}:{port}", url.scheme()));
+    }
+    for h in extra_hosts {
+        let h = h.to_ascii_lowercase();
+        origins.push(format!("https://{h}:*"));
+        origins.push(format!("http://{h}:*"));
+    }
+    origins
+}
+
 /// The `/mcp` routes. On shutdown `streams` ends the open GET streams at once (so the listener
 /// can drain) while calls in flight finish; `sessions` ends the sessions after that.
 pub fn router(
@@ -79,6 +97,10 @@ pub fn router(
             );
             hosts
         })
+        .with_allowed_origins(allowed_origins(
+            &state.config.public_url(),
+            &state.config.mcp_allowed_hosts,
+        ))
         .with_cancellation_token(sessions);
     // Sessions are kept in the database too, so any replica can serve them.
     let stored = |service| {
@@ -137,13 +159,34 @@ const MAX_PEEK_BYTES: usize = 4 * 1024 * 1024;
 async fn authenticate(State(auth): State<McpAuth>, mut req: Request, next: Next) -> Response {
     let state = auth.app;
     let metadata = crate::oauth::resource_metadata_url(state.oauth.issuer());
+    // Refused attempts count per address, so guessing tokens is throttled.
+    let refused_attempt = |req: &Request| {
+        let ip = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_default();
+        state.rate_limits.check_mcp_refused(&ip)
+    };
     let Some(token) = bearer_token(req.headers()).map(str::to_string) else {
+        if let Some(throttled) = refused_attempt(&req) {
+            return throttled;
+        }
         return unauthorized(&metadata, None);
     };
     let (principal, credential) = match crate::oauth::authenticate(&state, &token).await {
         Ok(found) => found,
-        Err(refused) => return unauthorized(&metadata, Some(refused.0)),
+        Err(refused) => {
+            if let Some(throttled) = refused_attempt(&req) {
+                return throttled;
+            }
+            return unauthorized(&metadata, Some(refused.0));
+        }
     };
+    let owner = format!("{}:{}", principal.kind.as_str(), principal.user_id);
+    if let Some(throttled) = state.rate_limits.check_mcp(&owner) {
+        return throttled;
+    }
     if !principal.scopes.contains(Scopes::READ) {
         return insufficient_scope(&metadata, Scopes::READ);
     }
@@ -157,7 +200,6 @@ async fn authenticate(State(auth): State<McpAuth>, mut req: Request, next: Next)
         }
         req = Request::from_parts(parts, axum::body::Body::from(bytes));
     }
-    let owner = format!("{}:{}", principal.kind.as_str(), principal.user_id);
     let session = req
         .headers()
         .get(SESSION_HEADER)
@@ -199,7 +241,7 @@ struct McpAuth {
 }
 
 /// Whether a JSON-RPC message (or batch) is a `tools/call` request.
-fn calls_a_tool(body: &[u8]) -> bool {
+pub(crate) fn calls_a_tool(body: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
     struct Message<'a> {
         #[serde(borrow)]
@@ -322,6 +364,22 @@ fn insufficient_scope(metadata: &str, needed: Scopes) -> Response {
 #[cfg(test)]
 mod tests {
     use super::allowed_hosts;
+
+    #[test]
+    fn origins_from_public_url_and_extra_hosts() {
+        assert_eq!(
+            super::allowed_origins("http://127.0.0.1:8080", &[]),
+            vec!["http://127.0.0.1:8080"]
+        );
+        assert_eq!(
+            super::allowed_origins("https://TG.example.com/base", &["tg.svc".into()]),
+            vec![
+                "https://tg.example.com:443",
+                "https://tg.svc:*",
+                "http://tg.svc:*"
+            ]
+        );
+    }
 
     #[test]
     fn hosts_from_public_url() {

@@ -383,8 +383,9 @@ pub struct ConsentForm {
 /// A cross-site POST is refused when the browser says so (Origin or Sec-Fetch-Site); the CSRF
 /// field covers browsers that send neither.
 fn same_origin(headers: &HeaderMap, issuer: &str) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && !matches!(site, "same-origin" | "none")
+    // Compared as bytes: a value that is not text is refused too, not taken for a missing one.
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
     {
         return false;
     }
@@ -523,5 +524,134 @@ mod subtle_eq {
             return false;
         }
         a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+/// Fuzz targets (`make fuzz`): what the authorization endpoint and the consent page do with
+/// request parameters: escaping, error redirects, the same-origin check, scopes.
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use toolgate_domain::fuzz::{config, hostile_string, short_hostile_string, url_like};
+
+    fn unescape(s: &str) -> String {
+        s.replace("&#39;", "'")
+            .replace("&quot;", "\"")
+            .replace("&gt;", ">")
+            .replace("&lt;", "<")
+            .replace("&amp;", "&")
+    }
+
+    fn scope_text() -> BoxedStrategy<String> {
+        prop_oneof![
+            prop::collection::vec(
+                prop::sample::select(vec![
+                    "mcp:read",
+                    "mcp:tools",
+                    "openid",
+                    "offline_access",
+                    "MCP:READ",
+                    "",
+                    " ",
+                    "mcp:read\t",
+                    "mcp:*",
+                ]),
+                0..5
+            )
+            .prop_map(|v| v.join(" ")),
+            short_hostile_string(),
+        ]
+        .boxed()
+    }
+
+    proptest! {
+        #![proptest_config(config(600))]
+
+        /// Client-supplied text on the consent page: nothing that could open a tag or leave
+        /// an attribute survives, and nothing is lost.
+        #[test]
+        fn fuzz_oauth_consent_escaping(text in hostile_string()) {
+            let e = esc(&text);
+            prop_assert!(!e.contains(['<', '>', '"', '\'']));
+            prop_assert_eq!(unescape(&e), text);
+        }
+
+        /// An error sent back to a redirect URI: a redirect carrying `error`, `state` and `iss`
+        /// exactly (whatever they contain) when the URI parses, else an error page.
+        #[test]
+        fn fuzz_oauth_authorize_error_redirects(
+            redirect_uri in url_like(),
+            state in prop::option::of(hostile_string()),
+            description in short_hostile_string(),
+        ) {
+            let issuer = "https://tg.example.com";
+            let res = redirect_error(issuer, &redirect_uri, state.as_deref(), "invalid_request", &description);
+            match reqwest::Url::parse(&redirect_uri) {
+                Ok(_) => {
+                    prop_assert!(res.status().is_redirection(), "{}", res.status());
+                    let location = res
+                        .headers()
+                        .get(header::LOCATION)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    let back = reqwest::Url::parse(location)
+                        .map_err(|e| TestCaseError::fail(format!("{location}: {e}")))?;
+                    let q: Vec<(String, String)> = back.query_pairs().into_owned().collect();
+                    let get = |k: &str| q.iter().rev().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                    prop_assert_eq!(get("error"), Some("invalid_request".to_string()));
+                    prop_assert_eq!(get("iss"), Some(issuer.to_string()));
+                    prop_assert_eq!(get("error_description"), Some(description));
+                    if let Some(s) = &state {
+                        prop_assert_eq!(get("state"), Some(s.clone()));
+                    }
+                }
+                Err(_) => prop_assert_eq!(res.status(), StatusCode::BAD_REQUEST),
+            }
+        }
+
+        /// The consent form's origin check: a browser's cross-site marker always refuses, and
+        /// no header value makes it panic.
+        #[test]
+        fn fuzz_oauth_consent_same_origin(
+            site in prop::option::of(prop_oneof![
+                prop::sample::select(vec!["same-origin", "none", "cross-site", "same-site"]).prop_map(str::to_string),
+                short_hostile_string(),
+            ]),
+            origin in prop::option::of(prop_oneof![
+                Just("null".to_string()),
+                Just("https://tg.example.com".to_string()),
+                url_like(),
+            ]),
+            host in prop::option::of(prop_oneof![Just("tg.example.com".to_string()), short_hostile_string()]),
+        ) {
+            let mut headers = HeaderMap::new();
+            for (name, value) in [("sec-fetch-site", &site), ("origin", &origin), ("host", &host)] {
+                if let Some(v) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                    headers.insert(name, v);
+                }
+            }
+            let ok = same_origin(&headers, "https://tg.example.com");
+            let sent_site = headers.get("sec-fetch-site").map(|v| v.as_bytes().to_vec());
+            if sent_site.as_deref().is_some_and(|s| s != b"same-origin" && s != b"none") {
+                prop_assert!(!ok);
+            }
+            if headers.get("origin").is_some_and(|o| o.as_bytes() == b"null") {
+                prop_assert_eq!(ok, sent_site.as_deref() == Some(b"same-origin".as_slice()));
+            }
+        }
+
+        /// Scope strings: what is requested is never empty (nothing known means every scope),
+        /// and a parsed scope set prints back to itself.
+        #[test]
+        fn fuzz_oauth_scope_parameters(text in scope_text()) {
+            let requested = Scopes::requested(&text);
+            prop_assert!(!requested.is_empty());
+            prop_assert_eq!(Scopes::parse(&requested.to_string()), Ok(requested));
+            match Scopes::parse(&text) {
+                Ok(s) => prop_assert_eq!(Scopes::parse(&s.to_string()), Ok(s)),
+                Err(e) => prop_assert!(e.starts_with("unknown scope"), "{e}"),
+            }
+        }
     }
 }

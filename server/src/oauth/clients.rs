@@ -426,3 +426,123 @@ mod tests {
         assert!(client_credentials(&headers, &form).is_none());
     }
 }
+
+/// Fuzz targets (`make fuzz`): client credentials from the Authorization header and the form,
+/// client names, and redirect URIs a client registers.
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use toolgate_domain::fuzz::{config, hostile_string, short_hostile_string, url_like};
+    use toolgate_domain::store::redirect_matches;
+
+    fn encode(s: &str) -> String {
+        form_urlencoded::byte_serialize(s.as_bytes()).collect()
+    }
+
+    proptest! {
+        #![proptest_config(config(600))]
+
+        /// HTTP Basic as RFC 6749 §2.3.1 builds it (form-encoded id and secret) reads back as
+        /// exactly that client; a form naming another client, or a second secret, is refused.
+        #[test]
+        fn fuzz_oauth_client_credentials(
+            id in hostile_string(),
+            secret in short_hostile_string(),
+            form_id in prop::option::of(short_hostile_string()),
+            form_secret in prop::option::of(short_hostile_string()),
+            scheme in prop::sample::select(vec!["Basic", "basic", "BASIC"]),
+        ) {
+            let raw = format!("{}:{}", encode(&id), encode(&secret));
+            let basic = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, raw);
+            let mut headers = HeaderMap::new();
+            let value = HeaderValue::from_str(&format!("{scheme} {basic}"))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            headers.insert(header::AUTHORIZATION, value);
+            let mut form = HashMap::new();
+            if let Some(f) = &form_id {
+                form.insert("client_id".to_string(), f.clone());
+            }
+            if let Some(s) = &form_secret {
+                form.insert("client_secret".to_string(), s.clone());
+            }
+            let refused = form_id.as_ref().is_some_and(|f| *f != id) || form_secret.is_some();
+            match client_credentials(&headers, &form) {
+                Some(c) => {
+                    prop_assert!(!refused);
+                    prop_assert_eq!(&c.client_id, &id);
+                    prop_assert_eq!(c.secret.as_deref(), Some(secret.as_str()));
+                }
+                None => prop_assert!(refused),
+            }
+        }
+
+        /// Any Authorization header: Basic that does not decode falls back to the form.
+        #[test]
+        fn fuzz_oauth_client_credentials_raw_header(
+            value in prop_oneof![
+                hostile_string(),
+                "Basic [A-Za-z0-9+/=]{0,40}",
+                short_hostile_string().prop_map(|s| format!(
+                    "Basic {}",
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s)
+                )),
+            ],
+            form_id in prop::option::of(short_hostile_string()),
+        ) {
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                headers.insert(header::AUTHORIZATION, v);
+            }
+            let mut form = HashMap::new();
+            if let Some(f) = &form_id {
+                form.insert("client_id".to_string(), f.clone());
+            }
+            if let Some(c) = client_credentials(&headers, &form) {
+                // Whatever the header said, a client id from the form is never overridden.
+                if let Some(f) = &form_id {
+                    prop_assert_eq!(&c.client_id, f);
+                }
+            }
+        }
+
+        /// Names: accepted ones are trimmed, 1-128 printable characters.
+        #[test]
+        fn fuzz_oauth_client_names(name in hostile_string()) {
+            match validate_client_name(&name) {
+                Ok(n) => {
+                    prop_assert_eq!(n.as_str(), name.trim());
+                    prop_assert!((1..=128).contains(&n.chars().count()));
+                    prop_assert!(!n.chars().any(char::is_control));
+                }
+                Err(e) => prop_assert!(!e.is_empty()),
+            }
+        }
+
+        /// Redirect URIs: an accepted one has no fragment or credentials and a safe scheme; a
+        /// requested URI that matches an accepted one is itself acceptable, and goes to the
+        /// same loopback host when it is not the registered string itself.
+        #[test]
+        fn fuzz_oauth_redirect_uris(registered in url_like(), requested in url_like()) {
+            let _ = redirect_host(&registered);
+            let _ = is_loopback_redirect(&requested);
+            if validate_redirect_uri(&registered).is_err() {
+                return Ok(());
+            }
+            let url = reqwest::Url::parse(&registered).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(url.fragment().is_none() && url.username().is_empty() && url.password().is_none());
+            prop_assert!(!matches!(url.scheme(), "javascript" | "data" | "file" | "vbscript"), "{registered}");
+            prop_assert!(url.scheme() != "http" || is_loopback_redirect(&registered), "{registered}");
+            prop_assert!(redirect_matches(&registered, &registered));
+            if redirect_matches(&registered, &requested) && requested != registered {
+                prop_assert!(validate_redirect_uri(&requested).is_ok(), "{registered} matched {requested}");
+                prop_assert!(is_loopback_redirect(&requested), "{registered} matched {requested}");
+                let req = reqwest::Url::parse(&requested).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(req.host_str(), url.host_str());
+                prop_assert_eq!(req.path(), url.path());
+            }
+        }
+    }
+}

@@ -1481,3 +1481,250 @@ mod tests {
         );
     }
 }
+
+/// Fuzz targets (`make fuzz`): client id URLs, redirect targets and metadata documents as a
+/// hostile client site serves them.
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+    use toolgate_domain::fuzz::{
+        config, deeply_nested_json, json_value, raw_bytes, short_hostile_string, url_like,
+    };
+
+    const ID: &str = "https://app.example.com/client.json";
+
+    /// The members of a metadata document.
+    const CIMD_KEYS: &[&str] = &[
+        "client_id",
+        "client_name",
+        "redirect_uris",
+        "token_endpoint_auth_method",
+        "grant_types",
+        "response_types",
+        "client_uri",
+        "logo_uri",
+        "scope",
+        "client_secret",
+        "client_secret_expires_at",
+        "jwks_uri",
+        "authorization_code",
+        "refresh_token",
+        "code",
+        "none",
+        "private_key_jwt",
+    ];
+
+    fn valid_document() -> Value {
+        json!({
+            "client_id": ID,
+            "client_name": "Example App",
+            "redirect_uris": ["https://app.example.com/callback", "http://127.0.0.1:33418/cb"],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+            "client_uri": "https://app.example.com/",
+            "scope": "mcp:read mcp:tools",
+        })
+    }
+
+    /// What a member of the document becomes: left alone, removed, a hostile value, or a near
+    /// miss of the right one.
+    fn member_change() -> BoxedStrategy<Option<Option<Value>>> {
+        prop_oneof![
+            6 => Just(None),
+            1 => Just(Some(None)),
+            2 => json_value(2, CIMD_KEYS).prop_map(|v| Some(Some(v))),
+            2 => short_hostile_string().prop_map(|s| Some(Some(json!(s)))),
+            2 => url_like().prop_map(|u| Some(Some(json!(u)))),
+            2 => prop::collection::vec(prop_oneof![url_like(), prop::sample::select(CIMD_KEYS).prop_map(str::to_string)], 0..3)
+                .prop_map(|v| Some(Some(json!(v)))),
+        ]
+        .boxed()
+    }
+
+    /// A valid document with some members changed, added or removed (`changed` tells whether
+    /// anything was).
+    fn document() -> impl Strategy<Value = (Value, bool)> {
+        prop::collection::vec((prop::sample::select(CIMD_KEYS), member_change()), 0..5).prop_map(
+            |changes| {
+                let mut doc = valid_document();
+                let mut changed = false;
+                if let Value::Object(map) = &mut doc {
+                    for (key, change) in changes {
+                        match change {
+                            None => {}
+                            Some(None) => changed |= map.remove(key).is_some(),
+                            Some(Some(v)) => {
+                                map.insert(key.to_string(), v);
+                                changed = true;
+                            }
+                        }
+                    }
+                }
+                (doc, changed)
+            },
+        )
+    }
+
+    /// A refusal names a document problem (never a fetch problem) in a bounded message.
+    fn check_refusal(e: &CimdError) -> Result<(), TestCaseError> {
+        prop_assert!(
+            matches!(
+                e.error_code(),
+                "invalid_client_metadata" | "invalid_redirect_uri"
+            ),
+            "{e:?}"
+        );
+        let d = e.description();
+        prop_assert!(!d.trim().is_empty());
+        prop_assert!(
+            d.len() < 1024,
+            "client text is not truncated: {} bytes",
+            d.len()
+        );
+        Ok(())
+    }
+
+    /// An accepted document keeps every promise `ClientMetadata` makes.
+    fn check_accepted(m: &ClientMetadata, doc: &Value) -> Result<(), TestCaseError> {
+        prop_assert_eq!(m.client_id.as_str(), ID);
+        prop_assert!(!m.client_name.trim().is_empty());
+        prop_assert!(!m.client_name.chars().any(char::is_control));
+        prop_assert!(!m.redirect_uris.is_empty());
+        for u in &m.redirect_uris {
+            prop_assert!(!u.contains('#'), "{u}");
+            let parsed = Url::parse(u).map_err(|e| TestCaseError::fail(format!("{u}: {e}")))?;
+            prop_assert!(
+                !matches!(parsed.scheme(), "javascript" | "data" | "vbscript" | "file"),
+                "{u}"
+            );
+        }
+        prop_assert_eq!(m.token_endpoint_auth_method.as_str(), "none");
+        prop_assert!(m.grant_types.iter().any(|g| g == "authorization_code"));
+        prop_assert!(
+            m.grant_types
+                .iter()
+                .all(|g| g == "authorization_code" || g == "refresh_token")
+        );
+        prop_assert!(m.response_types.iter().all(|r| r == "code"));
+        for u in [&m.client_uri, &m.logo_uri].into_iter().flatten() {
+            prop_assert!(
+                Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https")),
+                "{u}"
+            );
+        }
+        prop_assert!(doc.get("client_secret").is_none());
+        Ok(())
+    }
+
+    /// The `client_id` URL rules, checked on an accepted URL.
+    fn check_client_id_url(
+        input: &str,
+        url: &Url,
+        policy: &FetchPolicy,
+    ) -> Result<(), TestCaseError> {
+        prop_assert_eq!(url.as_str(), input);
+        prop_assert!(input.len() <= MAX_CLIENT_ID_LEN);
+        prop_assert!(url.fragment().is_none() && !input.contains('#'));
+        prop_assert!(url.username().is_empty() && url.password().is_none());
+        prop_assert!(!raw_authority(input).contains('@'), "{input}");
+        prop_assert!(url.path() != "/" && !url.path().is_empty());
+        prop_assert!(!has_dot_segment(input), "{input}");
+        match url.scheme() {
+            "https" => {}
+            "http" => prop_assert!(
+                policy.allow_loopback_http && host_of(url).is_some_and(|h| h.is_loopback_name()),
+                "{input}"
+            ),
+            other => prop_assert!(false, "scheme {other} accepted: {input}"),
+        }
+        // Accepted once, accepted again as it stands.
+        prop_assert!(validate_client_id_url(url.as_str(), policy).is_ok());
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config(600))]
+
+        #[test]
+        fn fuzz_oauth_cimd_documents((doc, changed) in document()) {
+            let body = serde_json::to_vec(&doc).unwrap_or_default();
+            match parse_client_metadata(ID, &body) {
+                Ok(m) => check_accepted(&m, &doc)?,
+                Err(e) => {
+                    prop_assert!(changed, "the valid document was refused: {e}");
+                    check_refusal(&e)?;
+                }
+            }
+        }
+
+        #[test]
+        fn fuzz_oauth_cimd_raw_documents(body in prop_oneof![
+            raw_bytes(),
+            deeply_nested_json().prop_map(String::into_bytes),
+            json_value(4, CIMD_KEYS).prop_map(|v| v.to_string().into_bytes()),
+        ]) {
+            match parse_client_metadata(ID, &body) {
+                Ok(m) => {
+                    let doc: Value = serde_json::from_slice(&body).unwrap_or_default();
+                    check_accepted(&m, &doc)?;
+                }
+                Err(e) => check_refusal(&e)?,
+            }
+        }
+
+        #[test]
+        fn fuzz_oauth_cimd_client_id_urls(input in url_like(), dev in any::<bool>()) {
+            let policy = if dev { FetchPolicy::dev() } else { FetchPolicy::production() };
+            match validate_client_id_url(&input, &policy) {
+                Ok(url) => check_client_id_url(&input, &url, &policy)?,
+                Err(e) => {
+                    prop_assert_eq!(e.error_code(), "invalid_client");
+                    prop_assert!(!e.description().is_empty());
+                }
+            }
+        }
+
+        #[test]
+        fn fuzz_oauth_cimd_redirect_targets(location in url_like(), dev in any::<bool>()) {
+            let policy = if dev { FetchPolicy::dev() } else { FetchPolicy::production() };
+            let from = Url::parse(ID).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let header = reqwest::header::HeaderValue::from_str(&location).ok();
+            match redirect_target(&from, header.as_ref(), &policy) {
+                Ok(next) => {
+                    prop_assert!(next.fragment().is_none());
+                    prop_assert!(next.username().is_empty() && next.password().is_none());
+                    prop_assert!(check_scheme_and_host(&next, &policy).is_ok());
+                    prop_assert!(next.scheme() == "https" || (dev && next.scheme() == "http"));
+                }
+                Err(e) => prop_assert_eq!(e.error_code(), "invalid_client"),
+            }
+        }
+
+        #[test]
+        fn fuzz_oauth_cimd_addresses_and_content_types(
+            v4 in any::<u32>(),
+            v6 in any::<u128>(),
+            loopback in any::<bool>(),
+            content_type in short_hostile_string(),
+        ) {
+            // An IPv4 address is judged the same when it arrives IPv4-mapped.
+            let ip = Ipv4Addr::from(v4);
+            prop_assert_eq!(
+                is_forbidden_ip(IpAddr::V6(ip.to_ipv6_mapped()), loopback),
+                is_forbidden_ip(IpAddr::V4(ip), loopback)
+            );
+            let ip6 = Ipv6Addr::from(v6);
+            if ip6.is_loopback() || ip6.is_unspecified() || ip6.is_multicast() {
+                prop_assert!(is_forbidden_ip(IpAddr::V6(ip6), false));
+            }
+            if let Ok(value) = reqwest::header::HeaderValue::from_bytes(content_type.as_bytes())
+                && let Err(e) = check_content_type(Some(&value))
+            {
+                prop_assert!(e.description().len() < 300);
+            }
+        }
+    }
+}

@@ -579,3 +579,101 @@ mod tests {
         assert!(!pkce_matches(challenge, challenge));
     }
 }
+
+/// Fuzz targets (`make fuzz`): token and revocation form bodies, and PKCE verifiers.
+#[cfg(test)]
+mod fuzz_tests {
+    use super::{parse_form, pkce_matches};
+    use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+    use proptest::prelude::*;
+    use sha2::{Digest, Sha256};
+    use std::collections::HashMap;
+    use toolgate_domain::fuzz::{config, hostile_string, raw_bytes, short_hostile_string};
+
+    const FORM: &str = "application/x-www-form-urlencoded";
+
+    /// The parameters of a token request, and others.
+    fn param_name() -> BoxedStrategy<String> {
+        prop_oneof![
+            3 => prop::sample::select(vec![
+                "grant_type", "code", "redirect_uri", "code_verifier", "client_id",
+                "client_secret", "refresh_token", "resource", "scope", "token",
+            ])
+            .prop_map(str::to_string),
+            1 => short_hostile_string(),
+        ]
+        .boxed()
+    }
+
+    fn headers(content_type: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(v) = content_type.and_then(|c| HeaderValue::from_str(c).ok()) {
+            h.insert(header::CONTENT_TYPE, v);
+        }
+        h
+    }
+
+    proptest! {
+        #![proptest_config(config(600))]
+
+        /// A form written by a client reads back as exactly its parameters; a parameter given
+        /// twice, a body over 64 KiB or another content type is `invalid_request`.
+        #[test]
+        fn fuzz_oauth_token_forms(
+            pairs in prop::collection::vec((param_name(), hostile_string()), 0..8),
+            content_type in prop_oneof![
+                3 => Just(FORM.to_string()),
+                1 => Just(format!("{}; charset=UTF-8", FORM.to_uppercase())),
+                1 => short_hostile_string(),
+            ],
+        ) {
+            let mut body = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in &pairs {
+                body.append_pair(k, v);
+            }
+            let body = body.finish();
+            let h = headers(Some(&content_type));
+            let is_form = h
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| ct.to_ascii_lowercase().starts_with(FORM));
+            let mut expected = HashMap::new();
+            let duplicated = pairs.iter().any(|(k, v)| expected.insert(k.clone(), v.clone()).is_some());
+            match parse_form(&h, body.as_bytes()) {
+                Ok(form) => {
+                    prop_assert!(is_form && !duplicated && body.len() <= 64 * 1024);
+                    prop_assert_eq!(form, expected);
+                }
+                Err(res) => {
+                    prop_assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+                    prop_assert!(!is_form || duplicated || body.len() > 64 * 1024);
+                }
+            }
+        }
+
+        /// Arbitrary bytes as a form body.
+        #[test]
+        fn fuzz_oauth_token_raw_forms(body in raw_bytes()) {
+            let h = headers(Some(FORM));
+            if let Err(res) = parse_form(&h, &body) {
+                prop_assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+            }
+        }
+
+        /// A verifier matches exactly its own S256 challenge, and only when it has the shape
+        /// RFC 7636 requires; "plain" (the verifier as its own challenge) never passes.
+        #[test]
+        fn fuzz_oauth_pkce(
+            verifier in prop_oneof!["[A-Za-z0-9._~-]{43,128}", "[A-Za-z0-9._~-]{0,140}", hostile_string()],
+            other in prop_oneof!["[A-Za-z0-9_-]{43}", hostile_string()],
+        ) {
+            let digest = Sha256::digest(verifier.as_bytes());
+            let challenge = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest);
+            let shaped = (43..=128).contains(&verifier.len())
+                && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+            prop_assert_eq!(pkce_matches(&verifier, &challenge), shaped);
+            prop_assert!(!pkce_matches(&verifier, &verifier));
+            prop_assert_eq!(pkce_matches(&verifier, &other), shaped && other == challenge);
+        }
+    }
+}

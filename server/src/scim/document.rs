@@ -54,8 +54,9 @@ fn normalize_single(attr: &'static Attr, value: Value) -> Result<Value, ScimErro
         return coerce(attr, value).map_err(ScimError::invalid_value);
     }
     let Value::Object(obj) = value else {
-        // A multi-valued complex attribute given plain values (`"emails": ["a@b"]`) means their `value`.
-        if attr.multi && value.is_string() {
+        // A multi-valued complex attribute given plain values (`"emails": ["a@b"]`) means their
+        // `value` (where it has one: a plain address is refused, not stored under a made-up key).
+        if attr.multi && value.is_string() && sub_attr(attr, "value").is_some() {
             return Ok(json!({"value": value}));
         }
         return Err(ScimError::invalid_value(format!(
@@ -481,6 +482,14 @@ mod tests {
         );
         assert!(normalize(Resource::User, json!({"userName": "a", "active": "maybe"})).is_err());
         assert!(normalize(Resource::User, json!({"userName": "a", "name": "flat"})).is_err());
+        // Plain values mean `value` only where the attribute has one (found by fuzzing).
+        assert!(normalize(Resource::User, json!({"userName": "a", "addresses": "x"})).is_err());
+        assert_eq!(
+            normalize(Resource::User, json!({"userName": "a", "emails": "a@b"}))
+                .unwrap()
+                .0["emails"],
+            json!([{"value": "a@b"}])
+        );
         assert!(normalize(Resource::User, json!([1])).is_err());
     }
 

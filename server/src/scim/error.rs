@@ -90,6 +90,15 @@ impl From<DomainError> for ScimError {
                 format!("the resource changed since version {m}"),
             ),
             DomainError::Unauthenticated => ScimError::unauthorized(),
+            // Entra retries a 503 with Retry-After; a 500 would count as a failed export.
+            other if other.is_unavailable() => {
+                tracing::warn!(error = %other, "SCIM request refused: database unavailable");
+                ScimError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "the database is unavailable; retry shortly",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "SCIM request failed");
                 ScimError::new(StatusCode::INTERNAL_SERVER_ERROR, None, "internal error")
@@ -114,6 +123,10 @@ impl IntoResponse for ScimError {
         let mut res = (self.status, body.to_string()).into_response();
         res.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON));
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -4,6 +4,8 @@
 
 mod document;
 mod error;
+#[cfg(test)]
+mod fuzz_tests;
 mod handlers;
 mod patch;
 mod query;

@@ -92,6 +92,7 @@ fn tool(name: &str) -> DiscoveredTool {
         description: format!("{name} tool"),
         input_schema: serde_json::json!({"type": "object"}),
         annotations: ToolHints::default(),
+        presentation: serde_json::Value::Null,
     }
 }
 
@@ -807,5 +808,71 @@ async fn rotation_needs_a_current_key() {
     assert!(
         !dir.path().join("master.key").exists(),
         "no key is generated to rotate away from"
+    );
+}
+
+/// API tokens are listed (never their secrets) and revoked from the console; a revoked token is
+/// refused at once (admin and SCIM tokens are checked against the database on every request),
+/// the revocation is audited, and an unknown id changes nothing.
+#[tokio::test]
+async fn api_tokens_are_listed_and_revoked_from_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(dir.path());
+    let key = MasterKey::generate();
+    assert_exit(
+        &toolgate(dir.path(), &url, &key, &["migrate"], &[]).await,
+        0,
+    );
+    let created = toolgate(
+        dir.path(),
+        &url,
+        &key,
+        &["token", "create", "--name", "terraform", "--role", "admin"],
+        &[],
+    )
+    .await;
+    assert_exit(&created, 0);
+    let secret = stdout(&created).trim().to_string();
+    let listed = toolgate(dir.path(), &url, &key, &["token", "list"], &[]).await;
+    assert_exit(&listed, 0);
+    let row = stdout(&listed)
+        .lines()
+        .find(|l| l.contains("terraform"))
+        .map(str::to_string)
+        .expect("the token is listed");
+    assert!(row.ends_with("active"), "{row}");
+    assert!(!stdout(&listed).contains(&secret), "never the secret");
+    let id = row.split('\t').next().unwrap().to_string();
+
+    let unknown = toolgate(dir.path(), &url, &key, &["token", "revoke", "nope"], &[]).await;
+    assert_exit(&unknown, 2);
+    let store = open(&url, &key).await;
+    assert!(store.find_token(&secret).await.unwrap().is_some());
+
+    let revoked = toolgate(dir.path(), &url, &key, &["token", "revoke", &id], &[]).await;
+    assert_exit(&revoked, 0);
+    assert!(
+        store.find_token(&secret).await.unwrap().is_none(),
+        "refused from now on"
+    );
+    let listed = toolgate(dir.path(), &url, &key, &["token", "list"], &[]).await;
+    assert!(stdout(&listed).contains(&format!("{id}\t")), "still listed");
+    assert!(
+        stdout(&listed)
+            .lines()
+            .any(|l| l.starts_with(&id) && l.ends_with("revoked")),
+        "{}",
+        stdout(&listed)
+    );
+    let events = store
+        .audit_events_after(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect::<Vec<_>>();
+    assert!(
+        events.contains(&"admin.token.revoke".to_string()),
+        "{events:?}"
     );
 }

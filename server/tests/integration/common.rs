@@ -613,3 +613,61 @@ pub async fn raw_session_at(http: &reqwest::Client, base: &str, token: &str) -> 
     assert_eq!(res.status(), 202);
     session
 }
+
+/// The app on `database_url` as given (a proxy in front of PostgreSQL, a file another connection
+/// also opens), with a configuration change.
+pub async fn spawn_app_at(database_url: String, change: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_full(
+        tempfile::tempdir().expect("tempdir"),
+        database_url,
+        change,
+        None,
+    )
+    .await
+}
+
+/// A dashboard session for `user` as a sign-in leaves it (stored through the server's own
+/// session store); the `Cookie` header value that carries it over plain HTTP.
+pub async fn dashboard_cookie(app: &TestApp, user: &toolgate_app::auth::DashboardUser) -> String {
+    use tower_sessions::SessionStore;
+    let store = toolgate::web::session_store::DbSessionStore::new(app.server.state.store.clone());
+    let mut data = std::collections::HashMap::new();
+    data.insert(
+        toolgate_app::auth::SESSION_USER_KEY.to_string(),
+        serde_json::to_value(user).expect("user"),
+    );
+    let mut record = tower_sessions::session::Record {
+        id: tower_sessions::session::Id::default(),
+        data,
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    store.create(&mut record).await.expect("session stored");
+    format!("toolgate_session={}", record.id)
+}
+
+/// A dashboard server function `/fn/{name}` called as the dashboard's own forms call it (form
+/// body, this site's `Origin`) with `cookie` (may be empty); status and body text.
+pub async fn server_fn(
+    app: &TestApp,
+    cookie: &str,
+    name: &str,
+    form: &[(&str, &str)],
+) -> (u16, String) {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form.iter().copied())
+        .finish();
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .post(app.url(&format!("/fn/{name}")))
+        .header("origin", app.base.clone())
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .expect("server function request");
+    let status = res.status().as_u16();
+    (status, res.text().await.unwrap_or_default())
+}

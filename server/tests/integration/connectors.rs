@@ -287,6 +287,7 @@ async fn later_and_changed_tools(app: TestApp) {
             description: "Echo the text back (as reviewed)".into(),
             input_schema: json!({"type": "object"}),
             annotations: ToolHints::default(),
+            presentation: Value::Null,
         },
         toolgate::connectors::discovered(add),
     ];

@@ -1065,6 +1065,7 @@ async fn catalog_suite(url: String) {
             read_only_hint: ro,
             ..ToolHints::default()
         },
+        presentation: serde_json::json!({"annotations": {"readOnlyHint": ro}}),
     };
     // First discovery: accepted as found, with suggested risks.
     let first = store

@@ -2,16 +2,20 @@
 //! streamable HTTP, legacy HTTP+SSE (`sse`) or a spawned command (`stdio`), opened on first use
 //! and reopened when the settings change, the transport fails or the OAuth token nears expiry.
 //! Every request runs within the connector's timeout and concurrency limit and counts towards its
-//! health; after a connection failure calls fail fast for a backoff window (`health`). Tool lists
-//! are cached until the upstream says they changed.
+//! health; after a connection failure calls fail fast for a backoff window (`health`). Every
+//! transport refuses answers over the response size limit (`fault`). Tool lists are cached until
+//! the upstream says they changed.
 
+mod fault;
 mod health;
 mod oauth;
 pub mod sse;
 mod stdio;
+mod streamable;
 
 pub use health::UPSTREAM_HEALTH;
 
+use fault::Fault;
 use health::{Failure, HealthBook};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ClientJsonRpcMessage,
@@ -38,9 +42,15 @@ use toolgate_domain::store::ConnectorSecrets;
 /// Why an upstream could not serve a request.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    /// The upstream could not be reached or the connection broke (details in its health).
-    #[error("connector \"{0}\" is unreachable")]
-    Unreachable(String),
+    /// The upstream could not be reached (connector, cause).
+    #[error("connector \"{0}\" is unreachable: {1}")]
+    Unreachable(String, String),
+    /// The connection broke, or the answer broke off or was not JSON-RPC (connector, cause).
+    #[error("connector \"{0}\" failed: {1}")]
+    Failed(String, String),
+    /// The answer was larger than `upstream_max_response_bytes` (connector, limit).
+    #[error("the answer of connector \"{0}\" exceeds the {1}-byte limit")]
+    TooLarge(String, usize),
     /// The upstream did not answer in time.
     #[error("connector \"{0}\" did not answer within {1:?}")]
     Timeout(String, Duration),
@@ -79,6 +89,9 @@ impl UpstreamError {
             UpstreamError::Misconfigured(_, why) => format!("misconfigured: {why}"),
             UpstreamError::Credentials(_, why) => format!("could not get an access token: {why}"),
             UpstreamError::Timeout(_, d) => format!("no answer within {d:?}"),
+            UpstreamError::Unreachable(_, why) => format!("unreachable: {why}"),
+            UpstreamError::Failed(_, why) => why.clone(),
+            UpstreamError::TooLarge(_, max) => format!("an answer exceeded the {max}-byte limit"),
             other => other.to_string(),
         }
     }
@@ -240,8 +253,13 @@ pub struct Upstreams {
     http: reqwest::Client,
     /// Used for connectors without a timeout of their own.
     default_timeout: Duration,
+    /// Largest answer (one JSON body, SSE event or stdio line) accepted from an upstream.
+    max_response_bytes: usize,
     next_seq: AtomicU64,
 }
+
+/// `upstream_max_response_bytes` unless configured otherwise.
+const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 impl std::fmt::Debug for Upstreams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -270,8 +288,16 @@ impl Upstreams {
             changes: tokio::sync::broadcast::Sender::new(256),
             http,
             default_timeout: call_timeout,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             next_seq: AtomicU64::new(1),
         }
+    }
+
+    /// Refuses answers larger than `bytes` (one JSON body, SSE event or stdio line): the caller
+    /// gets an error naming the limit, and no more than that is ever buffered.
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
     }
 
     fn slot(&self, connector_id: &str) -> Arc<Slot> {
@@ -364,13 +390,14 @@ impl Upstreams {
             let mut refresh_at = None;
             let service = match c.connector.transport {
                 Kind::Stdio => {
-                    let (transport, pid) = stdio::spawn(c).map_err(|e| {
-                        let command = c.connector.command.as_deref().unwrap_or_default();
-                        ConnectFailure::from(UpstreamError::Misconfigured(
-                            name.clone(),
-                            format!("could not start {command:?}: {e}"),
-                        ))
-                    })?;
+                    let (transport, pid) =
+                        stdio::spawn(c, self.max_response_bytes).map_err(|e| {
+                            let command = c.connector.command.as_deref().unwrap_or_default();
+                            ConnectFailure::from(UpstreamError::Misconfigured(
+                                name.clone(),
+                                format!("could not start {command:?}: {e}"),
+                            ))
+                        })?;
                     tracing::info!(connector = %name, pid = ?pid, "upstream command started");
                     serve(
                         name,
@@ -407,16 +434,22 @@ impl Upstreams {
                             v.set_sensitive(true);
                             headers.insert(http::header::AUTHORIZATION, v);
                         }
-                        let transport = sse::connect(&self.http, &c.connector.url, headers, limit)
-                            .await
-                            .map_err(|e| ConnectFailure {
-                                unauthorized: matches!(e, sse::SseError::Unauthorized),
-                                reason: match e {
-                                    sse::SseError::Http(_) => format!("unreachable: {e}"),
-                                    _ => e.to_string(),
-                                },
-                                error: UpstreamError::Unreachable(name.clone()),
-                            })?;
+                        let transport = sse::connect(
+                            &self.http,
+                            &c.connector.url,
+                            headers,
+                            limit,
+                            self.max_response_bytes,
+                        )
+                        .await
+                        .map_err(|e| ConnectFailure {
+                            unauthorized: matches!(e, sse::SseError::Unauthorized),
+                            reason: match e {
+                                sse::SseError::Http(_) => format!("unreachable: {e}"),
+                                _ => e.to_string(),
+                            },
+                            error: UpstreamError::Unreachable(name.clone(), e.to_string()),
+                        })?;
                         serve(
                             name,
                             handler,
@@ -438,14 +471,19 @@ impl Upstreams {
                                         .into_iter()
                                         .filter_map(|(k, v)| Some((k?, v)))
                                         .collect(),
-                                );
+                                )
+                                .max_json_response_size(self.max_response_bytes)
+                                .max_sse_event_size(self.max_response_bytes);
                         // rmcp's own POST limit must not be tighter than the connector's.
                         cfg.max_concurrent_requests = c.connector.max_concurrency as usize + 1;
                         if let Some(token) = bearer {
                             cfg = cfg.auth_header(token);
                         }
-                        let transport =
-                            StreamableHttpClientTransport::with_client(self.http.clone(), cfg);
+                        let client = streamable::CappedHttp {
+                            http: self.http.clone(),
+                            max: self.max_response_bytes,
+                        };
+                        let transport = StreamableHttpClientTransport::with_client(client, cfg);
                         serve(
                             name,
                             handler,
@@ -588,6 +626,12 @@ impl Upstreams {
                     return Ok((r, seq));
                 }
                 Ok(Err(ServiceError::McpError(e))) => {
+                    if let Some(error) = answer_failed(c, &e) {
+                        // The answer failed, not the connection: it stays.
+                        self.health
+                            .failure(&c.connector, &error.reason(), Failure::Slow);
+                        return Err(error);
+                    }
                     // It answered: the upstream is fine, the request was not.
                     self.health.success(&c.connector);
                     return Err(UpstreamError::Rpc(e));
@@ -601,11 +645,12 @@ impl Upstreams {
                         retried = true;
                         continue;
                     }
+                    let error = connection_failed(c, &e);
                     if first {
-                        let reason = format!("unreachable: {}", describe_service(&e));
-                        self.health.failure(&c.connector, &reason, Failure::Broken);
+                        self.health
+                            .failure(&c.connector, &error.reason(), Failure::Broken);
                     }
-                    return Err(UpstreamError::Unreachable(name.clone()));
+                    return Err(error);
                 }
                 Err(_) => {
                     let error = UpstreamError::Timeout(name.clone(), self.timeout_of(c));
@@ -717,8 +762,10 @@ impl Upstreams {
             .await;
         match listed {
             Ok(Ok(t)) => Ok(t),
-            Ok(Err(ServiceError::McpError(e))) => Err(UpstreamError::Rpc(e)),
-            Ok(Err(_)) => Err(UpstreamError::Unreachable(c.connector.name.clone())),
+            Ok(Err(ServiceError::McpError(e))) => {
+                Err(answer_failed(c, &e).unwrap_or(UpstreamError::Rpc(e)))
+            }
+            Ok(Err(e)) => Err(connection_failed(c, &e)),
             Err(_) => Err(UpstreamError::Timeout(c.connector.name.clone(), limit)),
         }
     }
@@ -862,7 +909,7 @@ where
         unauthorized: e.auth_challenge().is_some()
             || matches!(&e, ClientInitializeError::TransportError { error, .. } if says_unauthorized(error)),
         reason: format!("unreachable: {}", describe_init(&e)),
-        error: UpstreamError::Unreachable(name.to_string()),
+        error: UpstreamError::Unreachable(name.to_string(), describe_init(&e)),
     })
 }
 
@@ -965,6 +1012,70 @@ pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
     }
 }
 
+/// The failure a transport reported in place of an answer (too large, broken off), or rmcp's
+/// note that an answer stream closed before its answer; `None` for the upstream's own errors.
+fn answer_failed(c: &ConnectorSecrets, e: &rmcp::ErrorData) -> Option<UpstreamError> {
+    let name = c.connector.name.clone();
+    match Fault::of(e) {
+        Some(Fault::TooLarge(max)) => Some(UpstreamError::TooLarge(name, max)),
+        Some(Fault::Broken(why)) => Some(UpstreamError::Failed(name, why)),
+        // rmcp's own marker (its token cannot be checked from here; a forged one only turns the
+        // upstream's error into this one).
+        None if e
+            .data
+            .as_ref()
+            .is_some_and(|d| d.get("io.modelcontextprotocol/transportClosed").is_some()) =>
+        {
+            Some(UpstreamError::Failed(
+                name,
+                "the answer's stream closed before the answer".into(),
+            ))
+        }
+        None => None,
+    }
+}
+
+/// The error for a request whose connection failed: unreachable when it could not be made,
+/// else what broke.
+fn connection_failed(c: &ConnectorSecrets, e: &ServiceError) -> UpstreamError {
+    let name = c.connector.name.clone();
+    match e {
+        ServiceError::TransportClosed => UpstreamError::Failed(
+            name,
+            match c.connector.transport {
+                Kind::Stdio => "the process exited",
+                _ => "the upstream closed the connection",
+            }
+            .into(),
+        ),
+        ServiceError::TransportSend(d) if could_not_connect(d) => {
+            UpstreamError::Unreachable(name, describe(d))
+        }
+        other => UpstreamError::Failed(name, describe_service(other)),
+    }
+}
+
+/// Whether an error says the connection could not be made (refused, no route, DNS).
+fn could_not_connect(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        let reqwest = e.downcast_ref::<reqwest::Error>().or_else(|| {
+            match e.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
+                Some(StreamableHttpError::Client(r)) => Some(r),
+                _ => None,
+            }
+        });
+        if let Some(r) = reqwest {
+            return r.is_connect();
+        }
+        if let Some(sse::SseError::Http(r)) = e.downcast_ref::<sse::SseError>() {
+            return r.is_connect();
+        }
+        current = e.source();
+    }
+    false
+}
+
 fn describe_service(e: &ServiceError) -> String {
     match e {
         ServiceError::TransportSend(d) => describe(d),
@@ -978,6 +1089,9 @@ fn describe_init(e: &ClientInitializeError) -> String {
         ClientInitializeError::TransportError { error, .. } => describe(error),
         ClientInitializeError::ConnectionClosed(_) => {
             "the upstream closed the connection during the MCP handshake".into()
+        }
+        ClientInitializeError::JsonRpcError(data) if Fault::of(data).is_some() => {
+            format!("the MCP handshake failed: {}", data.message)
         }
         ClientInitializeError::JsonRpcError(data) => {
             format!("the upstream refused the MCP handshake: {}", data.message)

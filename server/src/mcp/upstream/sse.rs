@@ -1,19 +1,20 @@
 //! The legacy HTTP+SSE client transport (MCP spec 2024-11-05): GET the connector's URL as an
 //! event stream, whose first `endpoint` event names the URL to POST JSON-RPC messages to;
-//! answers and notifications arrive as `message` events on the stream.
+//! answers and notifications arrive as `message` events on the stream. Events are parsed here,
+//! with a bound: an event larger than the response limit is never buffered whole.
 
+use super::fault::{Capped, Pending, Read};
 use futures::{Stream, StreamExt};
 use rmcp::RoleClient;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
 use rmcp::transport::Transport;
-use sse_stream::{Sse, SseStream};
 use std::pin::Pin;
 use std::time::Duration;
 
-/// Largest SSE event accepted (as rmcp's streamable HTTP client).
-const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 /// Events tolerated before `endpoint`.
 const MAX_EVENTS_BEFORE_ENDPOINT: usize = 16;
+/// Longest field name or event type kept; longer lines are ignored.
+const MAX_NAME: usize = 64;
 
 /// Why the SSE transport failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +39,221 @@ pub enum SseError {
     Stream(String),
 }
 
-type Events = Pin<Box<dyn Stream<Item = Result<Sse, sse_stream::Error>> + Send>>;
+type Body = Pin<Box<dyn Stream<Item = Result<axum::body::Bytes, reqwest::Error>> + Send>>;
+
+/// Which field the current line holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    /// Still reading its name.
+    Name,
+    Data,
+    Event,
+    /// Anything else, comments included: ignored.
+    Other,
+}
+
+/// One dispatched event: its type and data (whole, or only its ends when over the limit).
+struct Event {
+    kind: Option<String>,
+    data: Read,
+}
+
+/// A streaming SSE parser that keeps at most `max` bytes of an event's data.
+struct Parser {
+    field: Field,
+    name: Vec<u8>,
+    /// The next value byte is the first (one leading space is dropped).
+    value_start: bool,
+    /// This data line's value has begun (its joining newline is in `data`).
+    value_begun: bool,
+    line_started: bool,
+    after_cr: bool,
+    data: Capped,
+    has_data: bool,
+    kind: Vec<u8>,
+}
+
+impl Parser {
+    fn new(max: usize) -> Self {
+        Parser {
+            field: Field::Name,
+            name: Vec::new(),
+            value_start: false,
+            value_begun: false,
+            line_started: false,
+            after_cr: false,
+            data: Capped::new(max),
+            has_data: false,
+            kind: Vec::new(),
+        }
+    }
+
+    /// Parses `bytes` up to the end of the first event they complete; returns how many bytes
+    /// were used and that event.
+    fn feed(&mut self, bytes: &[u8]) -> (usize, Option<Event>) {
+        let mut i = 0;
+        while i < bytes.len() {
+            if std::mem::take(&mut self.after_cr) && bytes[i] == b'\n' {
+                i += 1;
+                continue;
+            }
+            let end = bytes[i..]
+                .iter()
+                .position(|&b| b == b'\n' || b == b'\r')
+                .map(|p| i + p);
+            self.segment(&bytes[i..end.unwrap_or(bytes.len())]);
+            let Some(end) = end else {
+                return (bytes.len(), None);
+            };
+            self.after_cr = bytes[end] == b'\r';
+            i = end + 1;
+            if let Some(event) = self.end_of_line() {
+                return (i, Some(event));
+            }
+        }
+        (i, None)
+    }
+
+    /// Part of a line (no line break in it).
+    fn segment(&mut self, mut seg: &[u8]) {
+        if seg.is_empty() {
+            return;
+        }
+        self.line_started = true;
+        if self.field == Field::Name {
+            let colon = seg.iter().position(|&b| b == b':');
+            let name = &seg[..colon.unwrap_or(seg.len())];
+            if self.name.len() + name.len() > MAX_NAME {
+                self.field = Field::Other;
+                return;
+            }
+            self.name.extend_from_slice(name);
+            let Some(colon) = colon else { return };
+            self.field = self.named();
+            if self.field == Field::Event {
+                self.kind.clear();
+            }
+            self.value_start = true;
+            seg = &seg[colon + 1..];
+        }
+        if self.value_start && !seg.is_empty() {
+            self.value_start = false;
+            seg = seg.strip_prefix(b" ").unwrap_or(seg);
+        }
+        match self.field {
+            Field::Data => {
+                self.begin_data_value();
+                self.data.push(seg);
+            }
+            Field::Event => {
+                if self.kind.len() + seg.len() <= MAX_NAME {
+                    self.kind.extend_from_slice(seg);
+                }
+            }
+            Field::Name | Field::Other => {}
+        }
+    }
+
+    fn named(&self) -> Field {
+        match self.name.as_slice() {
+            b"data" => Field::Data,
+            b"event" => Field::Event,
+            _ => Field::Other,
+        }
+    }
+
+    fn begin_data_value(&mut self) {
+        if !self.value_begun {
+            self.value_begun = true;
+            if self.has_data {
+                self.data.push(b"\n");
+            }
+            self.has_data = true;
+        }
+    }
+
+    fn end_of_line(&mut self) -> Option<Event> {
+        if !self.line_started {
+            return self.dispatch();
+        }
+        if self.field == Field::Name {
+            // A line without a colon is a field with an empty value.
+            self.field = self.named();
+            if self.field == Field::Event {
+                self.kind.clear();
+            }
+        }
+        if self.field == Field::Data {
+            self.begin_data_value();
+        }
+        self.field = Field::Name;
+        self.name.clear();
+        self.value_start = false;
+        self.value_begun = false;
+        self.line_started = false;
+        None
+    }
+
+    /// A blank line: the event is complete (one without data is not dispatched).
+    fn dispatch(&mut self) -> Option<Event> {
+        let kind = std::mem::take(&mut self.kind);
+        if !std::mem::take(&mut self.has_data) {
+            return None;
+        }
+        Some(Event {
+            kind: (!kind.is_empty()).then(|| String::from_utf8_lossy(&kind).into_owned()),
+            data: self.data.take(),
+        })
+    }
+}
+
+/// The response body as a stream of events.
+struct Events {
+    body: Body,
+    chunk: axum::body::Bytes,
+    parser: Parser,
+    ended: bool,
+}
+
+impl Events {
+    fn new(body: Body, max: usize) -> Self {
+        Events {
+            body,
+            chunk: axum::body::Bytes::new(),
+            parser: Parser::new(max),
+            ended: false,
+        }
+    }
+
+    /// The next event. Cancel-safe: a received chunk is kept until it is parsed.
+    async fn next(&mut self) -> Option<Result<Event, SseError>> {
+        loop {
+            while !self.chunk.is_empty() {
+                let (used, event) = self.parser.feed(&self.chunk);
+                let _ = self.chunk.split_to(used);
+                if let Some(event) = event {
+                    return Some(Ok(event));
+                }
+            }
+            if self.ended {
+                return None;
+            }
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Err(e)) => {
+                    self.ended = true;
+                    return Some(Err(SseError::Stream(super::describe_reqwest(&e))));
+                }
+                // An unfinished event is dropped, as the SSE spec says.
+                None => self.ended = true,
+            }
+        }
+    }
+
+    fn max(&self) -> usize {
+        self.parser.data.max()
+    }
+}
 
 /// An open SSE session: the event stream and where to POST.
 pub struct SseTransport {
@@ -47,37 +262,7 @@ pub struct SseTransport {
     headers: http::HeaderMap,
     post_timeout: Duration,
     events: Events,
-}
-
-/// Fails a byte stream once one SSE event grows past [`MAX_EVENT_BYTES`] (a blank line ends
-/// an event), so a peer cannot make the parser buffer without bound.
-fn limited<B, E>(
-    stream: impl Stream<Item = Result<B, E>>,
-) -> impl Stream<Item = Result<B, std::io::Error>>
-where
-    B: AsRef<[u8]>,
-    E: std::error::Error + Send + Sync + 'static,
-{
-    let mut line = 0usize;
-    let mut event = 0usize;
-    stream.map(move |chunk| {
-        let chunk = chunk.map_err(std::io::Error::other)?;
-        for &b in chunk.as_ref() {
-            match b {
-                b'\n' if line == 0 => event = 0,
-                b'\n' => line = 0,
-                b'\r' => {}
-                _ => {
-                    line += 1;
-                    event += 1;
-                }
-            }
-            if event > MAX_EVENT_BYTES {
-                return Err(std::io::Error::other("an SSE event exceeded 16 MiB"));
-            }
-        }
-        Ok(chunk)
-    })
+    pending: Pending,
 }
 
 /// Resolves the `endpoint` event's data against the SSE URL; only the same origin is accepted.
@@ -91,12 +276,14 @@ fn endpoint_url(base: &reqwest::Url, data: &str) -> Result<reqwest::Url, SseErro
     Ok(url)
 }
 
-/// Opens the event stream and waits for the endpoint (the caller bounds the wait).
+/// Opens the event stream and waits for the endpoint (the caller bounds the wait). Events
+/// larger than `max_bytes` are refused.
 pub async fn connect(
     http: &reqwest::Client,
     url: &str,
     headers: http::HeaderMap,
     post_timeout: Duration,
+    max_bytes: usize,
 ) -> Result<SseTransport, SseError> {
     let base = reqwest::Url::parse(url).map_err(|_| SseError::BadEndpoint)?;
     let res = http
@@ -123,16 +310,22 @@ pub async fn connect(
     if !is_stream {
         return Err(SseError::NotEventStream);
     }
-    let mut events: Events = Box::pin(SseStream::from_bytes_stream(limited(res.bytes_stream())));
+    let mut events = Events::new(Box::pin(res.bytes_stream()), max_bytes);
     let mut skipped = 0;
     let post_url = loop {
         match events.next().await {
-            Some(Ok(ev)) if ev.event.as_deref() == Some("endpoint") => {
-                break endpoint_url(&base, ev.data.as_deref().unwrap_or_default())?;
+            Some(Ok(Event {
+                kind: Some(kind),
+                data,
+            })) if kind == "endpoint" => {
+                let Read::Whole(data) = data else {
+                    return Err(SseError::BadEndpoint);
+                };
+                break endpoint_url(&base, &String::from_utf8_lossy(&data))?;
             }
             Some(Ok(_)) if skipped < MAX_EVENTS_BEFORE_ENDPOINT => skipped += 1,
             Some(Ok(_)) | None => return Err(SseError::NoEndpoint),
-            Some(Err(e)) => return Err(SseError::Stream(e.to_string())),
+            Some(Err(e)) => return Err(e),
         }
     };
     tracing::debug!(post_url = %post_url.path(), "SSE upstream endpoint");
@@ -142,6 +335,7 @@ pub async fn connect(
         headers,
         post_timeout,
         events,
+        pending: Pending::default(),
     })
 }
 
@@ -152,6 +346,7 @@ impl Transport<RoleClient> for SseTransport {
         &mut self,
         item: ClientJsonRpcMessage,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.pending.sent(&item);
         let request = self
             .http
             .post(self.post_url.clone())
@@ -179,14 +374,28 @@ impl Transport<RoleClient> for SseTransport {
                 }
             };
             // An event without a type is a `message` (the SSE default).
-            if !matches!(ev.event.as_deref(), None | Some("message")) {
+            if !matches!(ev.kind.as_deref(), None | Some("message")) {
                 continue;
             }
-            let Some(data) = ev.data else { continue };
-            match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
-                Ok(m) => return Some(m),
-                Err(e) => {
-                    tracing::warn!(error = %e, "SSE upstream sent a message that is not JSON-RPC; skipped")
+            match ev.data {
+                Read::Whole(data) => match serde_json::from_slice::<ServerJsonRpcMessage>(&data) {
+                    Ok(m) => {
+                        self.pending.received(&m);
+                        return Some(m);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "SSE upstream sent a message that is not JSON-RPC; skipped")
+                    }
+                },
+                Read::TooLarge(ends) => {
+                    let max = self.events.max();
+                    tracing::warn!(
+                        max,
+                        "SSE upstream sent a message over the size limit; dropped"
+                    );
+                    if let Some(error) = self.pending.too_large(&ends, max) {
+                        return Some(error);
+                    }
                 }
             }
         }
@@ -194,7 +403,8 @@ impl Transport<RoleClient> for SseTransport {
 
     async fn close(&mut self) -> Result<(), Self::Error> {
         // Dropping the response ends the GET (and with it the upstream's session).
-        self.events = Box::pin(futures::stream::empty());
+        self.events.body = Box::pin(futures::stream::empty());
+        self.events.chunk = axum::body::Bytes::new();
         Ok(())
     }
 }
@@ -235,26 +445,61 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn an_oversized_event_fails_the_stream() {
-        type Chunks = Vec<Result<Vec<u8>, std::io::Error>>;
-        let half = vec![b'x'; MAX_EVENT_BYTES / 2];
-        // Two events of exactly the cap, split across chunks and lines, pass.
-        let fits: Chunks = vec![
-            Ok(half.clone()),
-            Ok(b"\n".to_vec()),
-            Ok(half.clone()),
-            Ok(b"\r\n\r\n".to_vec()),
-            Ok(half.clone()),
-            Ok(half.clone()),
-            Ok(b"\n\n".to_vec()),
-        ];
-        let out: Vec<_> = limited(futures::stream::iter(fits)).collect().await;
-        assert!(out.iter().all(|r| r.is_ok()), "events at the cap pass");
-        // One byte more fails.
-        let huge: Chunks = vec![Ok(half.clone()), Ok(half), Ok(b"y".to_vec())];
-        let out: Vec<_> = limited(futures::stream::iter(huge)).collect().await;
-        assert!(out[0].is_ok() && out[1].is_ok());
-        assert!(out[2].is_err(), "one byte past the cap fails");
+    /// Parses `chunks` as one stream; returns each event's type and data (or `None` for data
+    /// over the limit).
+    fn parse(chunks: &[&[u8]], max: usize) -> Vec<(Option<String>, Option<String>)> {
+        let mut p = Parser::new(max);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            let mut rest = *chunk;
+            while !rest.is_empty() {
+                let (used, event) = p.feed(rest);
+                rest = &rest[used..];
+                if let Some(e) = event {
+                    let data = match e.data {
+                        Read::Whole(d) => Some(String::from_utf8(d).unwrap()),
+                        Read::TooLarge(_) => None,
+                    };
+                    out.push((e.kind, data));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn events_are_parsed_across_chunks_and_line_endings() {
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(
+            parse(
+                &[
+                    b"event: endpoint\r\ndata: /m?s=1\r",
+                    b"\n\r\n: a comment\n\nda",
+                    b"ta:{\"a\":\ndata: 1}\n\nevent:x\ndata\n\nid: 7\n\n",
+                ],
+                100,
+            ),
+            vec![
+                (s("endpoint"), s("/m?s=1")),
+                (None, s("{\"a\":\n1}")),
+                (s("x"), s("")),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_event_over_the_limit_is_not_kept_and_the_next_one_is() {
+        let half = vec![b'x'; 50];
+        let mut big = b"data: ".to_vec();
+        big.extend_from_slice(&half);
+        // Exactly at the limit (two lines joined by a newline) passes.
+        let fits = [&big[..], b"\ndata: ", &half[..49], b"\n\n"];
+        assert_eq!(parse(&fits, 100)[0].1.as_deref().map(str::len), Some(100));
+        // One byte more, even over many chunks, does not; the stream goes on.
+        let over = [&big[..], b"\ndata: ", &half[..], b"\n\n", b"data: next\n\n"];
+        assert_eq!(
+            parse(&over, 100),
+            vec![(None, None), (None, Some("next".to_string()))]
+        );
     }
 }

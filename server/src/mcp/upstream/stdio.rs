@@ -1,12 +1,16 @@
-//! stdio connectors: the gateway spawns the command and speaks MCP on its stdin/stdout (rmcp's
-//! child-process transport). The child gets a cleared environment, its stderr goes to the log
-//! line by line, and it is killed when its connection is dropped.
+//! stdio connectors: the gateway spawns the command and speaks MCP on its stdin/stdout, one
+//! JSON-RPC message per line. The child gets a cleared environment, its stderr goes to the log
+//! line by line, and it is killed when its connection is dropped. A line longer than the
+//! response limit is never buffered: the request it answers fails with a clear error instead.
 
+use super::fault::{Capped, Pending, Read};
 use rmcp::RoleClient;
 use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
-use rmcp::transport::{TokioChildProcess, Transport};
+use rmcp::transport::Transport;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 use toolgate_domain::store::ConnectorSecrets;
 
 /// Variables passed on from the gateway's own environment; nothing else is (the gateway's
@@ -19,7 +23,13 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 /// A running child process as an rmcp transport.
 pub struct StdioTransport {
-    child: TokioChildProcess,
+    connector: String,
+    child: Child,
+    stdin: Arc<tokio::sync::Mutex<Option<ChildStdin>>>,
+    stdout: BufReader<ChildStdout>,
+    /// The line being read (kept across cancelled `receive` calls).
+    line: Capped,
+    pending: Pending,
 }
 
 /// The command with its cleared environment.
@@ -39,17 +49,35 @@ fn command(
     cmd
 }
 
-/// Starts the connector's command; returns the transport and the child's pid.
-pub fn spawn(c: &ConnectorSecrets) -> std::io::Result<(StdioTransport, Option<u32>)> {
-    let cmd = command(c, |k| std::env::var(k).ok());
-    let (child, stderr) = TokioChildProcess::builder(cmd)
-        .stderr(std::process::Stdio::piped())
-        .spawn()?;
+/// Starts the connector's command; answers longer than `max_bytes` are refused. Returns the
+/// transport and the child's pid.
+pub fn spawn(
+    c: &ConnectorSecrets,
+    max_bytes: usize,
+) -> std::io::Result<(StdioTransport, Option<u32>)> {
+    let mut cmd = command(c, |k| std::env::var(k).ok());
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn()?;
     let pid = child.id();
-    if let Some(stderr) = stderr {
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(std::io::Error::other(
+            "the child's stdin or stdout is missing",
+        ));
+    };
+    if let Some(stderr) = child.stderr.take() {
         tokio::spawn(log_lines(c.connector.name.clone(), stderr));
     }
-    Ok((StdioTransport { child }, pid))
+    let transport = StdioTransport {
+        connector: c.connector.name.clone(),
+        child,
+        stdin: Arc::new(tokio::sync::Mutex::new(Some(stdin))),
+        stdout: BufReader::new(stdout),
+        line: Capped::new(max_bytes),
+        pending: Pending::default(),
+    };
+    Ok((transport, pid))
 }
 
 /// Logs each line the child writes to stderr (cut at [`MAX_LOG_LINE`] bytes) until it closes.
@@ -97,6 +125,46 @@ fn take(line: &mut Vec<u8>, cut: &mut bool, bytes: &[u8]) {
     line.extend_from_slice(&bytes[..bytes.len().min(room)]);
 }
 
+/// What one step of reading stdout gave.
+enum Step {
+    /// A whole line is in `line`.
+    Line,
+    More,
+    Eof,
+}
+
+impl StdioTransport {
+    /// Reads up to the end of the next line into `self.line` (which keeps at most the limit).
+    /// Cancel-safe: `fill_buf` takes nothing, and what it gave is consumed without an await.
+    async fn read_line(&mut self) -> bool {
+        loop {
+            let (used, step) = match self.stdout.fill_buf().await {
+                Ok([]) => (0, Step::Eof),
+                Err(e) => {
+                    tracing::warn!(connector = %self.connector, error = %e, "reading the upstream command's stdout failed");
+                    (0, Step::Eof)
+                }
+                Ok(buf) => match buf.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        self.line.push(&buf[..i]);
+                        (i + 1, Step::Line)
+                    }
+                    None => {
+                        self.line.push(buf);
+                        (buf.len(), Step::More)
+                    }
+                },
+            };
+            self.stdout.consume(used);
+            match step {
+                Step::Line => return true,
+                Step::More => {}
+                Step::Eof => return false,
+            }
+        }
+    }
+}
+
 impl Transport<RoleClient> for StdioTransport {
     type Error = std::io::Error;
 
@@ -104,17 +172,74 @@ impl Transport<RoleClient> for StdioTransport {
         &mut self,
         item: ClientJsonRpcMessage,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        self.child.send(item)
+        self.pending.sent(&item);
+        let stdin = self.stdin.clone();
+        let line = serde_json::to_vec(&item).map(|mut v| {
+            v.push(b'\n');
+            v
+        });
+        async move {
+            let line = line.map_err(std::io::Error::other)?;
+            let mut stdin = stdin.lock().await;
+            let Some(w) = stdin.as_mut() else {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "the upstream command's stdin is closed",
+                ));
+            };
+            w.write_all(&line).await?;
+            w.flush().await
+        }
     }
 
-    fn receive(&mut self) -> impl Future<Output = Option<ServerJsonRpcMessage>> + Send {
-        self.child.receive()
+    async fn receive(&mut self) -> Option<ServerJsonRpcMessage> {
+        loop {
+            if !self.read_line().await {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    tracing::warn!(connector = %self.connector, %status, "upstream command exited");
+                }
+                return None;
+            }
+            match self.line.take() {
+                Read::Whole(line) => {
+                    let line = line.strip_suffix(b"\r").unwrap_or(&line);
+                    let line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    match serde_json::from_slice::<ServerJsonRpcMessage>(line) {
+                        Ok(m) => {
+                            self.pending.received(&m);
+                            return Some(m);
+                        }
+                        // As rmcp's own stdio transport: a line that is not a message is skipped.
+                        Err(e) => {
+                            tracing::debug!(connector = %self.connector, error = %e, "the upstream command wrote a line that is not JSON-RPC; skipped")
+                        }
+                    }
+                }
+                Read::TooLarge(ends) => {
+                    let max = self.line.max();
+                    tracing::warn!(connector = %self.connector, max, "the upstream command wrote a message over the size limit; dropped");
+                    if let Some(error) = self.pending.too_large(&ends, max) {
+                        return Some(error);
+                    }
+                }
+            }
+        }
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {
-        // MCP's stdio shutdown: close stdin and let the child exit. If it does not in time,
-        // dropping the transport kills it.
-        let _ = tokio::time::timeout(EXIT_GRACE, self.child.graceful_shutdown()).await;
+        // MCP's stdio shutdown: close stdin and let the child exit; kill it if it does not in
+        // time (a write stuck on a full pipe counts against the same grace).
+        let exited = async {
+            self.stdin.lock().await.take();
+            self.child.wait().await
+        };
+        if tokio::time::timeout(EXIT_GRACE, exited).await.is_err() {
+            let _ = self.child.start_kill();
+            let _ = self.child.wait().await;
+        }
         Ok(())
     }
 }

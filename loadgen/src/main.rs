@@ -67,8 +67,8 @@ struct SoakArgs {
     /// Sessions do not open their GET SSE stream.
     #[arg(long)]
     no_streams: bool,
-    /// RSS growth (fraction) tolerated from the baseline window to the end.
-    #[arg(long, default_value_t = 0.2)]
+    /// RSS growth (fraction) tolerated from the baseline window (minute 4-5 of 10) to the end.
+    #[arg(long, default_value_t = 0.1)]
     max_rss_growth: f64,
     /// Open file descriptors tolerated above the baseline at the end.
     #[arg(long, default_value_t = 32)]

@@ -60,11 +60,23 @@ pub struct Options {
     pub limits: Limits,
 }
 
-/// How much growth the verdict tolerates between the baseline window (from 20 % of the run, so
-/// minute 2 of 10) and the end window (the last 10 %).
+/// Where the verdict's baseline window starts and ends, as fractions of the run: minute 4 to 5 of
+/// 10. Not earlier, because a fresh process warms up for the first minutes of this load and that
+/// growth is bounded, not a leak: each of rmcp's four tokio channels per session allocates its
+/// second 32-slot block (about 12 KiB) at the session's 33rd message (minute 3 at one call every
+/// 5 s: about 48 MiB for 1,000 sessions), SQLite connections fill their statement caches, and
+/// glibc's per-thread arenas keep the peak of the minute's audit checkpoint (5,000 audit rows
+/// per batch). The first full run (BENCHMARKS.md) rose from 150 to 283 MiB by minute 4 and then
+/// by 1.2 % in six minutes; judged from minute 2, that warm-up alone was +20.8 %.
+pub const BASE_WINDOW: (f64, f64) = (0.4, 0.5);
+/// Where the end window starts: the last 10 % of the run.
+pub const END_FROM: f64 = 0.9;
+
+/// How much growth the verdict tolerates between the baseline window ([`BASE_WINDOW`]) and the
+/// end window (the last 10 %).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Limits {
-    /// RSS growth as a fraction of the baseline (0.2 = 20 %).
+    /// RSS growth as a fraction of the baseline (0.1 = 10 %).
     pub rss_growth: f64,
     /// Open descriptors the end may have more than the baseline.
     pub fd_margin: u64,
@@ -435,14 +447,14 @@ pub struct Point {
     pub fds: u64,
 }
 
-/// Judges a run of `duration_s`. The baseline is the lowest reading of [20 %, 30 %) of the run,
-/// the end the lowest of the last 10 %: lowest, so a transient peak (a burst's extra pooled
+/// Judges a run of `duration_s`. The baseline is the lowest reading of [`BASE_WINDOW`] of the
+/// run, the end the lowest of the last 10 %: lowest, so a transient peak (a burst's extra pooled
 /// connections, a freshly grown allocator arena) is not taken for growth, while a leak raises
 /// every reading and so the floor. A window without readings (short runs) takes the reading
 /// nearest its start.
 pub fn judge(points: &[Point], duration_s: f64, errors: u64, limits: Limits) -> Verdict {
-    let base_window = (duration_s * 0.2, duration_s * 0.3);
-    let end_window = (duration_s * 0.9, f64::INFINITY);
+    let base_window = (duration_s * BASE_WINDOW.0, duration_s * BASE_WINDOW.1);
+    let end_window = (duration_s * END_FROM, f64::INFINITY);
     let pick = |(from, to): (f64, f64)| -> Vec<Point> {
         let inside: Vec<Point> = points
             .iter()
@@ -606,6 +618,9 @@ pub struct Report {
     pub machine: Machine,
     /// The working tree had uncommitted changes (the binary is built from them).
     pub uncommitted_changes: bool,
+    /// Minutes between the toolgate binary's last change and the run (a binary older than the
+    /// checkout was built from other sources than `commit` names).
+    pub binary_age_min: f64,
     pub gateway_env: Vec<String>,
     pub sessions: usize,
     pub principals: usize,
@@ -1104,6 +1119,11 @@ pub async fn run(opts: &Options) -> Result<Report> {
     let progress = Progress(Instant::now());
     let machine = Machine::detect();
     let uncommitted_changes = git_dirty();
+    let binary_age_min = std::fs::metadata(&opts.toolgate)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .map_or(0.0, |d| d.as_secs_f64() / 60.0);
     let shared = Arc::new(Shared::new());
     // Short pool idle time: extra connections a burst opened close within the minute.
     let http = client::http_client_idle(Duration::from_secs(20));
@@ -1299,7 +1319,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
             let at = (start + opts.sample_every * k).min(deadline);
             tokio::time::sleep_until(at.into()).await;
             let s = shared.sample((at - start).as_secs_f64(), pid, tg.dir());
-            if fd_kinds_base.is_empty() && s.at_s >= duration_s * 0.2 - 1e-6 {
+            if fd_kinds_base.is_empty() && s.at_s >= duration_s * BASE_WINDOW.0 - 1e-6 {
                 fd_kinds_base = fd_kinds(pid, ports);
             }
             progress.say(format!(
@@ -1387,6 +1407,7 @@ pub async fn run(opts: &Options) -> Result<Report> {
     Ok(Report {
         machine,
         uncommitted_changes,
+        binary_age_min,
         gateway_env: opts
             .gateway_env
             .iter()
@@ -1450,8 +1471,9 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "Machine: {} cores ({}), {:.1} GiB RAM, Linux {}; commit {}{}; toolgate, the echo \
-             upstream and the load generator share the cores.\n",
+            "Machine: {} cores ({}), {:.1} GiB RAM, Linux {}; commit {}{}, toolgate binary built \
+             {:.0} min before the run; toolgate, the echo upstream and the load generator share \
+             the cores.\n",
             m.cores,
             m.cpu,
             m.mem_gib,
@@ -1461,7 +1483,8 @@ impl Report {
                 " plus uncommitted changes in the working tree"
             } else {
                 ""
-            }
+            },
+            self.binary_age_min
         );
         if !self.gateway_env.is_empty() {
             let _ = writeln!(
@@ -1662,7 +1685,7 @@ mod tests {
     use super::*;
 
     const LIMITS: Limits = Limits {
-        rss_growth: 0.2,
+        rss_growth: 0.1,
         fd_margin: 32,
     };
 
@@ -1686,7 +1709,8 @@ mod tests {
         assert!(v.pass(), "{v:?}");
         assert_eq!((v.rss_base_mib, v.rss_end_mib), (150.0, 150.0));
         assert_eq!((v.fd_base, v.fd_end), (1050, 1050));
-        assert_eq!(v.base_window_s, (120.0, 180.0));
+        assert_eq!(v.base_window_s, (240.0, 300.0));
+        assert_eq!(v.end_window_s, (540.0, 600.0));
         assert!(v.rss_slope_mib_per_min.abs() < 1e-9);
     }
 
@@ -1698,15 +1722,37 @@ mod tests {
 
     #[test]
     fn steady_rss_growth_beyond_the_limit_fails() {
-        // +5 MiB a minute: 160 MiB at minute 2, 200 at minute 10 (+25 %).
+        // +5 MiB a minute: 170 MiB at minute 4, 195 at minute 9 (+14.7 %).
         let v = judge(&run(|t| 150.0 + t / 12.0, |_| 1050), 600.0, 0, LIMITS);
         assert!(!v.rss_ok, "{v:?}");
-        assert!((v.rss_base_mib - 160.0).abs() < 1e-9);
+        assert!((v.rss_base_mib - 170.0).abs() < 1e-9);
         assert!((v.rss_end_mib - 195.0).abs() < 1e-9, "{}", v.rss_end_mib);
         assert!((v.rss_slope_mib_per_min - 5.0).abs() < 1e-9);
-        // +1 MiB a minute stays inside 20 %.
+        // +1 MiB a minute stays inside 10 %.
         let v = judge(&run(|t| 150.0 + t / 60.0, |_| 1050), 600.0, 0, LIMITS);
         assert!(v.rss_ok, "{v:?}");
+    }
+
+    #[test]
+    fn warm_up_before_the_baseline_is_not_growth() {
+        // The first full run's curve (MiB at the end of each minute): bounded warm-up to minute
+        // 4, then flat. Judged from minute 2 it would have grown 20.8 %.
+        let minutes = [
+            199.8, 236.9, 275.2, 283.0, 284.7, 285.2, 285.3, 286.1, 286.2, 286.4,
+        ];
+        let points: Vec<Point> = minutes
+            .iter()
+            .enumerate()
+            .map(|(m, rss)| Point {
+                at_s: (m + 1) as f64 * 60.0,
+                rss_mib: *rss,
+                fds: 1050,
+            })
+            .collect();
+        let v = judge(&points, 600.0, 0, LIMITS);
+        assert!(v.pass(), "{v:?}");
+        assert_eq!((v.rss_base_mib, v.rss_end_mib), (283.0, 286.2));
+        assert!(v.rss_growth < 0.012, "{}", v.rss_growth);
     }
 
     #[test]
@@ -1721,11 +1767,11 @@ mod tests {
             }
         };
         assert!(judge(&run(|_| 150.0, burst), 600.0, 0, LIMITS).fds_ok);
-        // One descriptor leaked per 10 s from minute 2: +42 by the end.
-        let leak = |t: f64| 1050 + ((t - 120.0).max(0.0) / 10.0) as u64;
+        // Two descriptors leaked every 10 s: 1098 at minute 4, 1158 at minute 9.
+        let leak = |t: f64| 1050 + (t / 5.0) as u64;
         let v = judge(&run(|_| 150.0, leak), 600.0, 0, LIMITS);
         assert!(!v.fds_ok, "{v:?}");
-        assert_eq!((v.fd_base, v.fd_end), (1050, 1092));
+        assert_eq!((v.fd_base, v.fd_end), (1098, 1158));
         // A few more pooled connections stay inside the margin.
         let few = |t: f64| if t > 300.0 { 1070 } else { 1050 };
         assert!(judge(&run(|_| 150.0, few), 600.0, 0, LIMITS).fds_ok);

@@ -614,6 +614,32 @@ async fn audit_chain_suite(url: String) {
     store.close().await;
 }
 
+/// The chain is verified in batches (a few hundred rows per query): links across batch
+/// boundaries are checked, and an edit far past the first batch is found.
+#[tokio::test]
+async fn audit_chain_is_verified_across_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let store = open(&url, &MasterKey::generate(), clock()).await;
+    for batch in 0..13 {
+        let events: Vec<NewAuditEvent> = (0..100)
+            .map(|i| event(&format!("p{batch}"), &format!("t{i}"), AuditDecision::Allow))
+            .collect();
+        store.insert_audit_batch(&events).await.unwrap();
+    }
+    let ok = store.verify_audit_chain(None, None).await.unwrap();
+    assert_eq!((ok.checked, ok.first_break.clone()), (1300, None));
+    // The 1,201st event: in the third batch or later whatever the batch size below 1,200.
+    store
+        .execute_raw("UPDATE audit_events SET principal = 'mallory' WHERE id = (SELECT id FROM audit_events ORDER BY id LIMIT 1 OFFSET 1200)")
+        .await
+        .unwrap();
+    let broken = store.verify_audit_chain(None, None).await.unwrap();
+    assert_eq!(broken.checked, 1200, "the 1,200 before it verified");
+    assert!(broken.first_break.is_some());
+    store.close().await;
+}
+
 #[tokio::test]
 async fn audit_chain_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
